@@ -1,0 +1,126 @@
+// Package config loads imbridge's configuration: defaults, then a YAML file,
+// then IMBRIDGE_* environment variables (the environment wins), then
+// validation. Every key has exactly one environment name: IMBRIDGE_ followed by
+// the key's path in upper case joined by "_" (data_dir → IMBRIDGE_DATA_DIR,
+// sources.native.token → IMBRIDGE_SOURCES_NATIVE_TOKEN).
+package config
+
+import (
+	"time"
+)
+
+// Config is the effective configuration of one imbridge process. Fields tagged
+// secret:"true" are never printed by Dump.
+type Config struct {
+	Listen     string     `yaml:"listen" help:"HTTP address (host:port)"`
+	DataDir    string     `yaml:"data_dir" help:"spool, managed ClickHouse and exports live here"`
+	Log        Log        `yaml:"log"`
+	ClickHouse ClickHouse `yaml:"clickhouse"`
+	Pull       Pull       `yaml:"pull"`
+	Migration  Migration  `yaml:"migration"`
+	Export     Export     `yaml:"export"`
+	Spool      Spool      `yaml:"spool"`
+	Ingest     Ingest     `yaml:"ingest"`
+	Sources    Sources    `yaml:"sources"`
+}
+
+// Log configures the process logger.
+type Log struct {
+	Level  string `yaml:"level" help:"debug, info, warn or error"`
+	Format string `yaml:"format" help:"text or json"`
+}
+
+// ClickHouse says where the store is. An empty DSN means a managed local
+// clickhouse-server under <data_dir>/clickhouse.
+type ClickHouse struct {
+	DSN    string `yaml:"dsn" secret:"true" help:"clickhouse://host:9000/db (native protocol); empty = managed local server"`
+	Binary string `yaml:"binary" help:"clickhouse-server binary for the managed server; empty = look it up on PATH"`
+}
+
+// Pull configures GET /v1/pull.
+type Pull struct {
+	Token string   `yaml:"token" secret:"true" help:"secret the puller presents"`
+	Allow []string `yaml:"allow" help:"CIDRs allowed to pull (comma-separated in the environment); empty = any"`
+}
+
+// Migration holds the agreed migration moment.
+type Migration struct {
+	Cutoff time.Time `yaml:"cutoff" help:"RFC 3339: export takes messages created before it, pull those at or after it"`
+}
+
+// Export configures stock exports.
+type Export struct {
+	Schedule     string `yaml:"schedule" help:"cron spec for stock exports; empty = none"`
+	Dir          string `yaml:"dir" help:"where export runs are written; empty = <data_dir>/exports"`
+	MaxFileBytes int64  `yaml:"max_file_bytes" help:"split export files past this size; 0 = no split"`
+	Gzip         bool   `yaml:"gzip" help:"gzip export files"`
+}
+
+// Spool configures the durable write-ahead spool between ingest and ClickHouse.
+type Spool struct {
+	MaxBytes    int64         `yaml:"max_bytes" help:"disk the spool may use before ingest answers 503"`
+	DedupWindow time.Duration `yaml:"dedup_window" help:"a source message delivered again within this window is stored once"`
+}
+
+// Ingest configures the callback endpoints.
+type Ingest struct {
+	MaxBodyBytes int64 `yaml:"max_body_bytes" help:"largest accepted callback body (after decompression)"`
+}
+
+// Sources holds one block per provider. A source whose secret is empty is
+// disabled and its route answers 404.
+type Sources struct {
+	Native    Native    `yaml:"native"`
+	Easemob   Easemob   `yaml:"easemob"`
+	Tencent   Tencent   `yaml:"tencent"`
+	RongCloud RongCloud `yaml:"rongcloud"`
+	Yunxin    Yunxin    `yaml:"yunxin"`
+}
+
+// Native is the app's own backend posting Yunxin lines.
+type Native struct {
+	Token string `yaml:"token" secret:"true" help:"bearer token for /v1/callbacks/native"`
+}
+
+// Easemob is the Easemob / Agora Chat callback rule.
+type Easemob struct {
+	Secret string `yaml:"secret" secret:"true" help:"callback rule secret"`
+}
+
+// Tencent is the Tencent IM callback.
+type Tencent struct {
+	Token    string `yaml:"token" secret:"true" help:"callback authentication token"`
+	SDKAppID string `yaml:"sdkappid" help:"the app's SdkAppid; callbacks for other apps are refused"`
+}
+
+// RongCloud is the RongCloud message routing.
+type RongCloud struct {
+	AppSecret string `yaml:"app_secret" secret:"true" help:"app secret"`
+}
+
+// Yunxin is the Yunxin 抄送 (message copy).
+type Yunxin struct {
+	AppSecret string `yaml:"app_secret" secret:"true" help:"app secret (CheckSum)"`
+}
+
+// Default returns the configuration before any file or environment is read.
+func Default() Config {
+	return Config{
+		Listen:  "127.0.0.1:8080",
+		DataDir: "./data",
+		Log:     Log{Level: "info", Format: "text"},
+		Spool: Spool{
+			MaxBytes:    4 << 30,
+			DedupWindow: 24 * time.Hour,
+		},
+		Ingest: Ingest{MaxBodyBytes: 32 << 20},
+	}
+}
+
+// ExportDir is export.dir, or <data_dir>/exports when it is empty.
+func (c Config) ExportDir() string {
+	if c.Export.Dir != "" {
+		return c.Export.Dir
+	}
+	return joinPath(c.DataDir, "exports")
+}

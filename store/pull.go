@@ -1,0 +1,120 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// LineFilter selects messages for pull: seq in (After, UpTo] and, when
+// MinCreateTime is not zero, create_time >= MinCreateTime (ms).
+type LineFilter struct {
+	After         uint64
+	UpTo          uint64
+	MinCreateTime int64
+}
+
+// streamWindow is how many seqs one SELECT covers while streaming. Each
+// window is sorted by the server on its own, so neither side ever holds more
+// than one window, however many messages a pull carries.
+const streamWindow = 262144
+
+func (f LineFilter) where() (string, []any) {
+	q := "seq > ? AND seq <= ?"
+	args := []any{f.After, f.UpTo}
+	if f.MinCreateTime != 0 {
+		q += " AND create_time >= ?"
+		args = append(args, f.MinCreateTime)
+	}
+	return q, args
+}
+
+// NthSeq returns the seq of the n-th message (1-based) that f selects, and
+// false when f selects fewer than n.
+func (s *Store) NthSeq(ctx context.Context, f LineFilter, n int) (_ uint64, ok bool, err error) {
+	defer wrap(&err, "store.NthSeq")
+	where, args := f.where()
+	args = append(args, n-1)
+	rows, err := s.conn.Query(ctx, "SELECT seq FROM messages WHERE "+where+" ORDER BY seq LIMIT ?, 1", args...)
+	if err != nil {
+		return 0, false, err
+	}
+	defer rows.Close()
+	var seq uint64
+	if rows.Next() {
+		if err := rows.Scan(&seq); err != nil {
+			return 0, false, err
+		}
+		ok = true
+	}
+	return seq, ok, rows.Err()
+}
+
+// StreamLines calls fn with the line of every message f selects, in seq
+// order. Memory stays constant: the range is read in windows.
+func (s *Store) StreamLines(ctx context.Context, f LineFilter, fn func(line string) error) (err error) {
+	defer wrap(&err, "store.StreamLines(%d, %d]", f.After, f.UpTo)
+	for lo := f.After; lo < f.UpTo; {
+		hi := f.UpTo
+		if hi-lo > streamWindow {
+			hi = lo + streamWindow
+		}
+		w := f
+		w.After, w.UpTo = lo, hi
+		where, args := w.where()
+		rows, err := s.conn.Query(ctx, "SELECT line FROM messages WHERE "+where+" ORDER BY seq", args...)
+		if err != nil {
+			return err
+		}
+		var line string
+		for rows.Next() {
+			if err := rows.Scan(&line); err != nil {
+				rows.Close()
+				return err
+			}
+			if err := fn(line); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		lo = hi
+	}
+	return nil
+}
+
+// Delivery is one pull response written completely.
+type Delivery struct {
+	At         time.Time
+	Puller     string
+	CursorFrom uint64
+	CursorTo   uint64
+	Count      uint64
+	Bytes      uint64
+	RemoteAddr string
+	Advanced   bool // the puller's stored cursor moved to CursorTo
+	Duration   time.Duration
+}
+
+// RecordDelivery writes d to the deliveries table.
+func (s *Store) RecordDelivery(ctx context.Context, d Delivery) (err error) {
+	defer wrap(&err, "store.RecordDelivery(%s)", d.Puller)
+	var adv uint8
+	if d.Advanced {
+		adv = 1
+	}
+	return s.insertRow(ctx, `INSERT INTO deliveries (delivered_at, puller, cursor_from, cursor_to, count, bytes,
+ remote_addr, advanced, duration_ms)`,
+		d.At.UTC(), d.Puller, d.CursorFrom, d.CursorTo, d.Count, d.Bytes, d.RemoteAddr, adv, uint64(d.Duration.Milliseconds()))
+}
+
+// PullCursor returns the puller's stored cursor: the end of its last complete
+// delivery that advanced it, 0 when it has none.
+func (s *Store) PullCursor(ctx context.Context, puller string) (_ uint64, err error) {
+	defer wrap(&err, "store.PullCursor(%s)", puller)
+	var v uint64
+	err = s.conn.QueryRow(ctx, "SELECT toUInt64(max(cursor_to)) FROM deliveries WHERE puller = ? AND advanced = 1", puller).Scan(&v)
+	return v, err
+}

@@ -1,0 +1,130 @@
+// Package store is imbridge's ClickHouse: the connection over the native
+// protocol, the versioned schema, the managed local server, and the queries
+// every other package needs. The SQL here is the subset that ClickHouse 18.16
+// and current releases share: MergeTree with ORDER BY, no DateTime64, no
+// LowCardinality, no JSON type, no query parameters (values are bound by the
+// driver), and every INSERT names its columns.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// ErrUnavailable wraps errors that mean the server could not be reached or
+// did not answer; callers retry them.
+var ErrUnavailable = errors.New("clickhouse unavailable")
+
+// Store is an open, migrated ClickHouse database.
+type Store struct {
+	conn     driver.Conn
+	database string
+	logger   *slog.Logger
+}
+
+var dbName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Open connects to the server named by dsn (clickhouse://host:port/db),
+// creates the database when it is missing and applies the schema migrations.
+func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	opts, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse dsn: %w", err)
+	}
+	db := opts.Auth.Database
+	if db == "" {
+		db = "imbridge"
+	}
+	if !dbName.MatchString(db) {
+		return nil, fmt.Errorf("clickhouse dsn: database name %q must be letters, digits and _", db)
+	}
+	opts.Auth.Database = ""
+	opts.DialTimeout = 5 * time.Second
+	opts.ReadTimeout = 5 * time.Minute
+	opts.MaxOpenConns = 16
+	opts.MaxIdleConns = 8
+	opts.ConnMaxLifetime = time.Hour
+	opts.Compression = &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
+	if opts.Settings == nil {
+		opts.Settings = clickhouse.Settings{}
+	}
+	boot, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse open: %w", err)
+	}
+	if err := boot.Ping(ctx); err != nil {
+		boot.Close()
+		return nil, fmt.Errorf("%w: ping %s: %v", ErrUnavailable, strings.Join(opts.Addr, ","), err)
+	}
+	if err := boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+		boot.Close()
+		return nil, fmt.Errorf("create database %s: %w", db, err)
+	}
+	boot.Close()
+
+	opts.Auth.Database = db
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse open: %w", err)
+	}
+	s := &Store{conn: conn, database: db, logger: logger}
+	if err := s.Migrate(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Database is the database this store uses.
+func (s *Store) Database() string { return s.database }
+
+// Conn exposes the driver connection for queries that belong to one package
+// (tests, audits).
+func (s *Store) Conn() driver.Conn { return s.conn }
+
+// Ping reports whether the server answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error { return s.conn.Close() }
+
+// WithDatabase returns dsn with its database replaced by db.
+func WithDatabase(dsn, db string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + db
+	return u.String(), nil
+}
+
+// insertRow writes one row through a batch: ClickHouse 18.16 does not accept
+// an INSERT with inline VALUES over the native protocol from this driver.
+func (s *Store) insertRow(ctx context.Context, insert string, values ...any) error {
+	batch, err := s.conn.PrepareBatch(ctx, insert)
+	if err != nil {
+		return err
+	}
+	defer batch.Abort()
+	if err := batch.Append(values...); err != nil {
+		return err
+	}
+	return batch.Send()
+}
