@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"time"
+
+	"github.com/imbridge/imbridge/config"
+	"github.com/imbridge/imbridge/handler"
+	"github.com/imbridge/imbridge/ingest"
+	"github.com/imbridge/imbridge/loader"
+	"github.com/imbridge/imbridge/message"
+	"github.com/imbridge/imbridge/metrics"
+	"github.com/imbridge/imbridge/spool"
+	"github.com/imbridge/imbridge/store"
+)
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlagSet("serve", "serve [--config FILE]", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(getenv, *cfgPath)
+	if err != nil {
+		return err
+	}
+	if err := cfg.RequireServe(); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	logger := newLogger(cfg.Config, stderr)
+	logger.Info("imbridge starting", append([]any{"version", version}, cfg.Dump()...)...)
+
+	// Bind first, so a taken port fails before anything is started.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("%s: %w", cfg.Name("listen"), err)}
+	}
+	defer ln.Close()
+
+	st, _, closeStore, err := openStore(ctx, cfg.Config, logger)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+
+	sp, err := spool.Open(spool.Options{
+		Dir: filepath.Join(cfg.DataDir, "spool"), MaxBytes: cfg.Spool.MaxBytes,
+		DedupWindow: cfg.Spool.DedupWindow, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+	if err := prepareSpool(ctx, sp, st, cfg.Spool.DedupWindow); err != nil {
+		return err
+	}
+
+	ld := loader.New(sp, st, loader.Options{Logger: logger})
+	loadCtx, stopLoading := context.WithCancel(context.Background())
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		ld.Run(loadCtx, 15*time.Second)
+	}()
+	defer func() {
+		stopLoading()
+		<-loaded
+	}()
+
+	m := metrics.New()
+	registerGauges(m, sp, ld)
+	var allow []netip.Prefix
+	for _, a := range cfg.Pull.Allow {
+		p, _ := config.ParsePrefix(a)
+		allow = append(allow, p)
+	}
+	h := handler.NewServer(handler.Deps{
+		Logger:    logger,
+		Metrics:   m,
+		Ingest:    ingest.New(sp),
+		Lines:     st,
+		Watermark: ld.Watermark,
+		Ready: func(ctx context.Context) error {
+			if err := st.Ping(ctx); err != nil {
+				return err
+			}
+			return sp.Healthy()
+		},
+		Secrets:      handler.Secrets{NativeToken: cfg.Sources.Native.Token},
+		Pull:         handler.PullConfig{Token: cfg.Pull.Token, Allow: allow, Cutoff: cfg.Migration.Cutoff},
+		MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
+	})
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		// No WriteTimeout: a pull may stream millions of lines.
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("listening", "addr", ln.Addr().String())
+
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: no new requests; answering those in flight")
+	case err := <-served:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("http shutdown incomplete", "err", err)
+	}
+	stopLoading()
+	<-loaded
+	logger.Info("stopped", "spooled_not_loaded", ld.Lag())
+	return nil
+}
+
+// prepareSpool makes new seqs follow what ClickHouse holds and remembers the
+// messages received within the de-duplication window, so the window survives
+// restarts.
+func prepareSpool(ctx context.Context, sp *spool.Spool, st *store.Store, window time.Duration) error {
+	max, err := st.MaxSeq(ctx)
+	if err != nil {
+		return err
+	}
+	if err := sp.SetFloor(max); err != nil {
+		return err
+	}
+	if window <= 0 {
+		return nil
+	}
+	return st.RecentIdentities(ctx, time.Now().Add(-window), func(id store.Identity) {
+		scene := message.P2P
+		if id.Scene == message.Team.String() {
+			scene = message.Team
+		}
+		sp.Remember(message.Identity{Scene: scene, MsgID: id.MsgID, From: id.From, To: id.To, TID: id.TID,
+			CreateTime: id.CreateTime}.DedupKey(id.Source))
+	})
+}
+
+func registerGauges(m *metrics.Metrics, sp *spool.Spool, ld *loader.Loader) {
+	m.Gauge("imbridge_spool_bytes", "Bytes of spooled records not yet released.", func() float64 { return float64(sp.Stats().Bytes) })
+	m.Gauge("imbridge_spool_last_seq", "Seq of the last durable message.", func() float64 { return float64(sp.LastSeq()) })
+	m.Counter("imbridge_spool_commits_total", "Fsync'd append batches (group commits).", func() float64 { return float64(sp.Stats().Commits) })
+	m.Counter("imbridge_spool_refused_total", "Messages refused because the spool was full.", func() float64 { return float64(sp.Stats().Refused) })
+	m.Gauge("imbridge_loader_watermark", "Highest seq such that every seq up to it is in ClickHouse.", func() float64 { return float64(ld.Watermark()) })
+	m.Gauge("imbridge_loader_lag", "Spooled messages not yet in ClickHouse.", func() float64 { return float64(ld.Lag()) })
+	m.Counter("imbridge_loader_rows_total", "Rows inserted into messages.", func() float64 { return float64(ld.Stats().Rows) })
+	m.Counter("imbridge_loader_failures_total", "Failed load attempts (retried).", func() float64 { return float64(ld.Stats().Failures) })
+}

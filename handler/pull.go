@@ -1,0 +1,203 @@
+package handler
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/imbridge/imbridge/metrics"
+	"github.com/imbridge/imbridge/store"
+)
+
+var pullerName = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,64}$`)
+
+// pullRequest is GET /v1/pull's parsed query.
+type pullRequest struct {
+	name      string
+	cursor    uint64
+	hasCursor bool
+	limit     int // 0: no limit
+}
+
+func parsePull(c *gin.Context) (pullRequest, error) {
+	p := pullRequest{name: "yunxin"}
+	if v, ok := c.GetQuery("name"); ok {
+		if !pullerName.MatchString(v) {
+			return p, badRequest("name %q: 1–64 letters, digits, '.', '_' or '-'", v)
+		}
+		p.name = v
+	}
+	if v, ok := c.GetQuery("cursor"); ok && v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return p, badRequest("cursor %q is not a non-negative integer (use the X-Imbridge-Cursor of the previous response)", v)
+		}
+		p.cursor, p.hasCursor = n, true
+	}
+	if v, ok := c.GetQuery("limit"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return p, badRequest("limit %q is not a positive integer", v)
+		}
+		p.limit = n
+	}
+	return p, nil
+}
+
+// handlePull serves {"code":200,"data":[…]} with every message after the
+// cursor that is complete in ClickHouse (seq ≤ the loader's watermark),
+// streamed in constant memory. The next cursor is known before the body
+// starts, so it goes in X-Imbridge-Cursor; the stored cursor of the puller
+// moves only after the whole body was written.
+func handlePull(logger *slog.Logger, m *metrics.Metrics, lines lineStore, watermark func() uint64, cfg PullConfig) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if !pullAllowed(c, cfg) {
+			writeError(c, logger, &Error{Status: http.StatusUnauthorized, Msg: "missing or wrong pull token, or address not allowed"})
+			return
+		}
+		req, err := parsePull(c)
+		if err != nil {
+			writeError(c, logger, err)
+			return
+		}
+		ctx := c.Request.Context()
+		if !req.hasCursor {
+			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			req.cursor, err = lines.PullCursor(qctx, req.name)
+			cancel()
+			if err != nil {
+				writeError(c, logger, unavailable(err))
+				return
+			}
+		}
+		filter := store.LineFilter{After: req.cursor, UpTo: watermark()}
+		if !cfg.Cutoff.IsZero() {
+			filter.MinCreateTime = cfg.Cutoff.UnixMilli()
+		}
+		if filter.UpTo < filter.After {
+			filter.UpTo = filter.After // nothing new (the cursor is ahead of what is loaded)
+		}
+		wm := filter.UpTo
+		if req.limit > 0 && filter.UpTo > filter.After {
+			qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			nth, ok, err := lines.NthSeq(qctx, filter, req.limit)
+			cancel()
+			if err != nil {
+				writeError(c, logger, unavailable(err))
+				return
+			}
+			if ok {
+				filter.UpTo = nth
+			}
+		}
+
+		start := time.Now()
+		h := c.Writer.Header()
+		h.Set("Content-Type", "application/json; charset=utf-8")
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Imbridge-Cursor", strconv.FormatUint(filter.UpTo, 10))
+		h.Set("X-Imbridge-More", strconv.FormatBool(filter.UpTo < wm))
+		var w io.Writer = c.Writer
+		var zw *gzip.Writer
+		if acceptsGzip(c.Request) {
+			h.Set("Content-Encoding", "gzip")
+			h.Add("Vary", "Accept-Encoding")
+			zw, _ = gzip.NewWriterLevel(c.Writer, gzip.BestSpeed)
+			w = zw
+		}
+		c.Status(http.StatusOK)
+		bw := bufio.NewWriterSize(w, 64<<10)
+		var count, size uint64
+		write := func(s string) {
+			n, _ := bw.WriteString(s)
+			size += uint64(n)
+		}
+		write(`{"code":200,"data":[`)
+		err = lines.StreamLines(ctx, filter, func(line string) error {
+			if count > 0 {
+				write(",")
+			}
+			write(line)
+			count++
+			return nil
+		})
+		if err == nil {
+			write("]}")
+			err = bw.Flush()
+		}
+		if err == nil && zw != nil {
+			err = zw.Close()
+		}
+		if err != nil {
+			// The status is sent; the only honest signal left is to break
+			// the connection so the puller sees an incomplete response.
+			logger.Error("pull aborted mid-stream; cursor not advanced", "puller", req.name, "err", err,
+				"cursor", req.cursor, "lines_written", count)
+			panic(http.ErrAbortHandler)
+		}
+		c.Writer.Flush()
+		m.PullLines.WithLabelValues(req.name).Add(float64(count))
+		m.PullBytes.WithLabelValues(req.name).Add(float64(size))
+		d := store.Delivery{
+			At: start, Puller: req.name, CursorFrom: req.cursor, CursorTo: filter.UpTo, Count: count, Bytes: size,
+			RemoteAddr: c.ClientIP(), Advanced: !req.hasCursor, Duration: time.Since(start),
+		}
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := lines.RecordDelivery(rctx, d); err != nil {
+			logger.Error("recording a delivery failed; the stored cursor did not move and the next pull re-delivers",
+				"puller", req.name, "err", err)
+		}
+	}
+}
+
+func unavailable(err error) error {
+	return &Error{Status: http.StatusServiceUnavailable, Msg: "ClickHouse is unavailable; retry later: " + err.Error()}
+}
+
+func pullAllowed(c *gin.Context, cfg PullConfig) bool {
+	if len(cfg.Allow) > 0 {
+		addr, err := netip.ParseAddr(c.RemoteIP())
+		if err != nil {
+			return false
+		}
+		addr = addr.Unmap()
+		ok := false
+		for _, p := range cfg.Allow {
+			if p.Contains(addr) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if cfg.Token == "" {
+		return false
+	}
+	if tok, ok := c.GetQuery("token"); ok {
+		return secretEqual(tok, cfg.Token)
+	}
+	return bearerMatches(c.Request, cfg.Token)
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.TrimSpace(q) != "q=0" {
+			return true
+		}
+	}
+	return false
+}

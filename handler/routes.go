@@ -1,0 +1,161 @@
+// Package handler is imbridge's HTTP surface: the provider callbacks, the
+// incremental pull, health and metrics, all listed in NewServer.
+package handler
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/imbridge/imbridge/message"
+	"github.com/imbridge/imbridge/metrics"
+	"github.com/imbridge/imbridge/spool"
+	"github.com/imbridge/imbridge/store"
+)
+
+// ingester makes decoded messages durable.
+type ingester interface {
+	// Ingest returns once msgs are durable (or duplicates). Returns
+	// spool.ErrFull, spool.ErrClosed or spool.ErrFailed when it cannot.
+	Ingest(ctx context.Context, msgs []message.Message) (spool.Result, error)
+}
+
+// lineStore is what pull reads and records.
+type lineStore interface {
+	NthSeq(ctx context.Context, f store.LineFilter, n int) (uint64, bool, error)
+	StreamLines(ctx context.Context, f store.LineFilter, fn func(line string) error) error
+	PullCursor(ctx context.Context, puller string) (uint64, error)
+	RecordDelivery(ctx context.Context, d store.Delivery) error
+}
+
+// Secrets are the per-source credentials; an empty one disables its source.
+type Secrets struct {
+	NativeToken string
+}
+
+// PullConfig configures GET /v1/pull.
+type PullConfig struct {
+	Token  string
+	Allow  []netip.Prefix
+	Cutoff time.Time // zero: serve everything
+}
+
+// Deps are the server's dependencies.
+type Deps struct {
+	Logger       *slog.Logger
+	Metrics      *metrics.Metrics
+	Ingest       ingester
+	Lines        lineStore
+	Watermark    func() uint64                   // highest seq complete in ClickHouse
+	Ready        func(ctx context.Context) error // nil when ready
+	Secrets      Secrets
+	Pull         PullConfig
+	MaxBodyBytes int64
+}
+
+// NewServer builds the router with every route imbridge serves.
+func NewServer(d Deps) http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	// Pull's allowlist must see the real peer, not a forwarded header.
+	_ = r.SetTrustedProxies(nil)
+	r.Use(recoverer(d.Logger), requestLog(d.Logger, d.Metrics))
+
+	r.GET("/healthz", handleHealthz())
+	r.GET("/readyz", handleReadyz(d.Ready))
+	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
+
+	cb := r.Group("/v1/callbacks")
+	cb.POST("/native", handleNative(d.Logger, d.Metrics, d.Ingest, d.Secrets.NativeToken, d.MaxBodyBytes))
+	for _, name := range []string{"easemob", "tencent", "rongcloud", "yunxin"} {
+		cb.POST("/"+name, sourceDisabled(name))
+	}
+
+	r.GET("/v1/pull", handlePull(d.Logger, d.Metrics, d.Lines, d.Watermark, d.Pull))
+	r.NoRoute(func(c *gin.Context) {
+		c.JSON(http.StatusNotFound, gin.H{"error": "no such route: " + c.Request.Method + " " + c.Request.URL.Path})
+	})
+	return r
+}
+
+func sourceDisabled(name string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.JSON(http.StatusNotFound, gin.H{"error": "source " + name + " is not configured on this server"})
+	}
+}
+
+func handleHealthz() gin.HandlerFunc {
+	return func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
+}
+
+func handleReadyz(ready func(context.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
+		defer cancel()
+		if err := ready(ctx); err != nil {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": err.Error()})
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	}
+}
+
+// requestLog gives each request an id, then logs it once and counts it.
+func requestLog(logger *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		id := c.GetHeader("X-Request-Id")
+		if id == "" {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		c.Header("X-Request-Id", id)
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		status := c.Writer.Status()
+		m.HTTPRequests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+		m.HTTPDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		if route != "/healthz" && route != "/metrics" && route != "/readyz" {
+			logger.Debug("request", "request_id", id, "method", c.Request.Method, "path", c.Request.URL.Path,
+				"status", status, "latency", time.Since(start), "remote", c.ClientIP())
+		}
+	}
+}
+
+// recoverer turns a panic into a 500 (or lets http.ErrAbortHandler abort
+// the connection, which is how a broken streaming response ends).
+func recoverer(logger *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				logger.Error("panic", "err", fmt.Sprint(r), "path", c.Request.URL.Path)
+				if !c.Writer.Written() {
+					c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
+				}
+			}
+		}()
+		c.Next()
+	}
+}
+
+func sprintf(format string, args ...any) string {
+	if len(args) == 0 {
+		return format
+	}
+	return fmt.Sprintf(format, args...)
+}

@@ -1,0 +1,75 @@
+// Package metrics holds imbridge's Prometheus collectors, on a registry of
+// its own (no global state), served at GET /metrics.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the collectors the handlers update.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// IngestMessages counts messages per source and outcome
+	// (accepted, duplicate, rejected).
+	IngestMessages *prometheus.CounterVec
+	// IgnoredEvents counts callbacks that carry no chat content, per source
+	// and kind (read receipts, typing, failed sends…).
+	IgnoredEvents *prometheus.CounterVec
+	// HTTPRequests counts requests per route and status code.
+	HTTPRequests *prometheus.CounterVec
+	// HTTPDuration observes request latency per route.
+	HTTPDuration *prometheus.HistogramVec
+	// PullLines and PullBytes count what pulls delivered, per puller.
+	PullLines *prometheus.CounterVec
+	PullBytes *prometheus.CounterVec
+}
+
+// New returns the collectors registered on a new registry, with the Go and
+// process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		IngestMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imbridge_ingest_messages_total", Help: "Messages received per source and outcome (accepted, duplicate, rejected).",
+		}, []string{"source", "outcome"}),
+		IgnoredEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imbridge_ingest_ignored_events_total", Help: "Callbacks answered 200 that carry no chat content, per source and kind.",
+		}, []string{"source", "kind"}),
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imbridge_http_requests_total", Help: "HTTP requests per route and status code.",
+		}, []string{"route", "code"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "imbridge_http_request_duration_seconds", Help: "HTTP request latency per route.",
+			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2, 5, 30, 300},
+		}, []string{"route"}),
+		PullLines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imbridge_pull_lines_total", Help: "Lines delivered by completed pulls, per puller.",
+		}, []string{"puller"}),
+		PullBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imbridge_pull_bytes_total", Help: "Body bytes (before compression) of completed pulls, per puller.",
+		}, []string{"puller"}),
+	}
+	m.Registry.MustRegister(m.IngestMessages, m.IgnoredEvents, m.HTTPRequests, m.HTTPDuration, m.PullLines, m.PullBytes,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Gauge registers a gauge read from f at scrape time.
+func (m *Metrics) Gauge(name, help string, f func() float64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+}
+
+// Counter registers a counter read from f at scrape time.
+func (m *Metrics) Counter(name, help string, f func() float64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
