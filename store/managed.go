@@ -33,6 +33,7 @@ type Managed struct {
 type ManagedOptions struct {
 	Dir    string // data directory, e.g. <data_dir>/clickhouse
 	Binary string // clickhouse-server path; empty = look it up on PATH
+	Port   int    // native port; 0 = a free one
 	Logger *slog.Logger
 }
 
@@ -83,9 +84,11 @@ func StartManaged(ctx context.Context, opts ManagedOptions) (*Managed, error) {
 
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			return nil, fmt.Errorf("managed clickhouse: free port: %w", err)
+		port := opts.Port
+		if port == 0 {
+			if port, err = freePort(); err != nil {
+				return nil, fmt.Errorf("managed clickhouse: free port: %w", err)
+			}
 		}
 		m, err := launch(ctx, bin, dir, port, logger)
 		if err == nil {
@@ -153,6 +156,9 @@ func launch(ctx context.Context, bin, dir string, port int, logger *slog.Logger)
 
 // Addr is the server's native-protocol address.
 func (m *Managed) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(m.port)) }
+
+// Port is the server's native port.
+func (m *Managed) Port() int { return m.port }
 
 // DSN is a native-protocol DSN for database db on this server.
 func (m *Managed) DSN(db string) string { return "clickhouse://" + m.Addr() + "/" + db }

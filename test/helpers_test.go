@@ -1,0 +1,350 @@
+// Package test holds imbridge's end-to-end tests: they build the real binary,
+// run it against a real ClickHouse and talk HTTP to it, kill it and stop
+// ClickHouse underneath it.
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/imbridge/imbridge/store/storetest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "imbridge-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "imbridge")
+	build := exec.Command("go", "build", "-race", "-o", binary, "../cmd/imbridge")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building imbridge:", err)
+		os.Exit(1)
+	}
+	code := storetest.Main(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	pullToken   = "test-pull-token"
+	nativeToken = "test-native-token"
+)
+
+// server is one running imbridge process.
+type server struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	base    string
+	dataDir string
+	env     []string
+	logPath string
+	exited  chan struct{}
+}
+
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startServer runs `imbridge serve` with the given extra environment and
+// waits until /readyz answers 200. dsn "" means the managed ClickHouse.
+func startServer(tb testing.TB, dataDir, dsn string, extra ...string) *server {
+	tb.Helper()
+	port := freePort(tb)
+	env := append(os.Environ(),
+		"IMBRIDGE_LISTEN=127.0.0.1:"+strconv.Itoa(port),
+		"IMBRIDGE_DATA_DIR="+dataDir,
+		"IMBRIDGE_CLICKHOUSE_DSN="+dsn,
+		"IMBRIDGE_PULL_TOKEN="+pullToken,
+		"IMBRIDGE_SOURCES_NATIVE_TOKEN="+nativeToken,
+		"IMBRIDGE_LOG_LEVEL=info",
+	)
+	env = append(env, extra...)
+	s := &server{t: tb, base: fmt.Sprintf("http://127.0.0.1:%d", port), dataDir: dataDir, env: env}
+	s.start()
+	return s
+}
+
+func (s *server) start() {
+	s.t.Helper()
+	s.logPath = filepath.Join(s.dataDir, fmt.Sprintf("imbridge-%d.log", time.Now().UnixNano()))
+	if err := os.MkdirAll(s.dataDir, 0o755); err != nil {
+		s.t.Fatal(err)
+	}
+	logFile, err := os.Create(s.logPath)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.cmd = exec.Command(binary, "serve")
+	s.cmd.Env = s.env
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.exited = make(chan struct{})
+	go func() {
+		_ = s.cmd.Wait()
+		logFile.Close()
+		close(s.exited)
+	}()
+	s.t.Cleanup(func() {
+		s.kill()
+		if s.t.Failed() {
+			s.t.Logf("imbridge log (%s):\n%s", s.logPath, lastLines(s.log(), 40))
+		}
+	})
+	waitFor(s.t, 90*time.Second, "imbridge /readyz", func() bool {
+		select {
+		case <-s.exited:
+			s.t.Fatalf("imbridge exited during start-up:\n%s", s.log())
+		default:
+		}
+		resp, err := http.Get(s.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+func (s *server) log() string {
+	b, _ := os.ReadFile(s.logPath)
+	return string(b)
+}
+
+// kill ends the process with SIGKILL (no clean-up at all).
+func (s *server) kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.exited
+}
+
+// terminate sends SIGTERM and waits for a clean exit.
+func (s *server) terminate() int {
+	s.t.Helper()
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(90 * time.Second):
+		s.t.Fatalf("imbridge did not stop within 90s of SIGTERM:\n%s", s.log())
+	}
+	return s.cmd.ProcessState.ExitCode()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(tb testing.TB, within time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// textLine is a native p2p text line whose msgid identifies it.
+func textLine(msgid int64) string {
+	return fmt.Sprintf(`{"data":{"ext":"","clientType":"2","createTime":%d,"msgid":%d,"from":"u%d","to":"v","body":"消息 %d"},"type":0}`,
+		1700000000000+msgid, msgid, msgid%97, msgid)
+}
+
+var client = &http.Client{
+	Timeout:   30 * time.Second,
+	Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64},
+}
+
+// postNative posts body and returns the status.
+func postNative(base, body string) (int, string, error) {
+	req, _ := http.NewRequest("POST", base+"/v1/callbacks/native", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+nativeToken)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// ackSet records which msgids were answered 2xx.
+type ackSet struct {
+	mu  sync.Mutex
+	ids map[int64]bool
+}
+
+func newAckSet() *ackSet { return &ackSet{ids: map[int64]bool{}} }
+
+func (a *ackSet) add(id int64) {
+	a.mu.Lock()
+	a.ids[id] = true
+	a.mu.Unlock()
+}
+
+func (a *ackSet) snapshot() map[int64]bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[int64]bool, len(a.ids))
+	for k := range a.ids {
+		out[k] = true
+	}
+	return out
+}
+
+// load posts one message per request from n workers until ctx ends. ids come
+// from next; acknowledged ones go to acks; statuses other than 200 are
+// counted in refused.
+func load(ctx context.Context, base string, n int, next func() int64, acks *ackSet, refused *sync.Map) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for w := 0; w < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				id := next()
+				code, body, err := postNative(base, textLine(id))
+				switch {
+				case err != nil:
+					time.Sleep(5 * time.Millisecond) // server gone: try again shortly
+				case code == 200:
+					acks.add(id)
+				default:
+					if refused != nil {
+						refused.Store(id, fmt.Sprintf("%d %s", code, body))
+					}
+				}
+			}
+		}()
+	}
+	return &wg
+}
+
+type pullResult struct {
+	lines  []json.RawMessage
+	cursor uint64
+	more   bool
+	status int
+}
+
+// pull does one GET /v1/pull; cursor < 0 means "use the stored cursor".
+func pull(tb testing.TB, base string, name string, cursor int64, limit int) pullResult {
+	tb.Helper()
+	u := fmt.Sprintf("%s/v1/pull?token=%s&name=%s", base, pullToken, name)
+	if cursor >= 0 {
+		u += fmt.Sprintf("&cursor=%d", cursor)
+	}
+	if limit > 0 {
+		u += fmt.Sprintf("&limit=%d", limit)
+	}
+	resp, err := client.Get(u)
+	if err != nil {
+		tb.Fatalf("pull: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("pull body: %v", err)
+	}
+	r := pullResult{status: resp.StatusCode}
+	if resp.StatusCode != 200 {
+		return r
+	}
+	if !bytes.HasPrefix(body, []byte(`{"code":200,"data":[`)) || !bytes.HasSuffix(body, []byte(`]}`)) {
+		tb.Fatalf("pull body is not exactly {\"code\":200,\"data\":[…]}: %.200s", body)
+	}
+	var env struct {
+		Code int               `json:"code"`
+		Data []json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		tb.Fatalf("pull body: %v", err)
+	}
+	r.lines = env.Data
+	r.cursor, _ = strconv.ParseUint(resp.Header.Get("X-Imbridge-Cursor"), 10, 64)
+	r.more = resp.Header.Get("X-Imbridge-More") == "true"
+	return r
+}
+
+// msgidOf extracts data.msgid from a line.
+func msgidOf(tb testing.TB, line json.RawMessage) int64 {
+	var v struct {
+		Data struct {
+			MsgID int64 `json:"msgid"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(line, &v); err != nil {
+		tb.Fatalf("line %s: %v", line, err)
+	}
+	return v.Data.MsgID
+}
+
+// pullAllFrom pulls from cursor 0 until every id in want was seen or the
+// deadline passes; it returns how often each msgid was delivered in that one
+// pass over the log.
+func pullAllFrom(tb testing.TB, base string, want map[int64]bool, within time.Duration) map[int64]int {
+	tb.Helper()
+	seen := map[int64]int{}
+	var cursor uint64
+	deadline := time.Now().Add(within)
+	for {
+		r := pull(tb, base, "audit", int64(cursor), 5000)
+		if r.status != 200 {
+			tb.Fatalf("pull status %d", r.status)
+		}
+		for _, l := range r.lines {
+			seen[msgidOf(tb, l)]++
+		}
+		cursor = r.cursor
+		missing := 0
+		for id := range want {
+			if seen[id] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 && !r.more {
+			return seen
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("after %v, %d of %d acknowledged messages were never pulled", within, missing, len(want))
+		}
+		if !r.more {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
