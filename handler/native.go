@@ -88,6 +88,9 @@ func DecodeNative(body []byte) ([]message.Message, error) {
 		}
 		out = append(out, msg)
 	}
+	if len(out) == 0 {
+		return nil, badRequest("empty body: send one Yunxin line, a JSON array of lines, or NDJSON")
+	}
 	return out, nil
 }
 
