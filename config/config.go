@@ -22,6 +22,12 @@ type Config struct {
 	Spool      Spool      `yaml:"spool"`
 	Ingest     Ingest     `yaml:"ingest"`
 	Sources    Sources    `yaml:"sources"`
+	Debug      Debug      `yaml:"debug"`
+}
+
+// Debug holds diagnostics that are off by default.
+type Debug struct {
+	PprofListen string `yaml:"pprof_listen" help:"serve net/http/pprof on this loopback host:port; empty = off"`
 }
 
 // Log configures the process logger.

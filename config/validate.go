@@ -68,6 +68,11 @@ func (l Loaded) validate() error {
 	if c.Ingest.MaxBodyBytes < 1024 {
 		return l.fail("ingest.max_body_bytes", "%d is too small: at least 1KiB", c.Ingest.MaxBodyBytes)
 	}
+	if c.Debug.PprofListen != "" {
+		if err := checkHostPort(c.Debug.PprofListen); err != nil {
+			return l.fail("debug.pprof_listen", "%q is not host:port (%v)", c.Debug.PprofListen, err)
+		}
+	}
 	t := c.Sources.Tencent
 	if t.Token != "" && t.SDKAppID == "" {
 		return l.fail("sources.tencent.sdkappid", "must be set when sources.tencent.token is set: callbacks are checked against it")

@@ -1,0 +1,408 @@
+// Command imbridge-load measures imbridge: durable single-message ingest
+// against a gin handler that does nothing (both driven by the same client in
+// one run), and a large pull against clickhouse-client selecting the same
+// column. It starts its own ClickHouse, imbridge and no-op server, and checks
+// that every acknowledged message comes back through the pull.
+//
+//	go build -o bin/imbridge ./cmd/imbridge && go run ./cmd/imbridge-load -binary bin/imbridge
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/imbridge/imbridge/store"
+)
+
+const (
+	pullToken   = "load-pull-token"
+	nativeToken = "load-native-token"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "imbridge-load:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	binary := flag.String("binary", "bin/imbridge", "imbridge binary to measure")
+	conc := flag.Int("c", 16, "concurrent keep-alive clients")
+	dur := flag.Duration("d", 10*time.Second, "duration of each ingest measurement")
+	pullN := flag.Int("pull", 1000000, "messages for the pull measurement (0 skips it)")
+	noop := flag.String("serve-noop", "", "internal: serve a do-nothing gin handler on this address")
+	flag.Parse()
+	if *noop != "" {
+		return serveNoop(*noop)
+	}
+
+	work, err := os.MkdirTemp("", "imbridge-load-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	ctx := context.Background()
+	ch, err := store.StartManaged(ctx, store.ManagedOptions{Dir: filepath.Join(work, "ch")})
+	if err != nil {
+		return err
+	}
+	defer ch.Stop(context.Background())
+
+	// Baseline: a gin handler that does nothing, in its own process.
+	self, _ := os.Executable()
+	noopAddr := freeAddr()
+	noopProc := exec.Command(self, "-serve-noop", noopAddr)
+	noopProc.Stderr = os.Stderr
+	if err := noopProc.Start(); err != nil {
+		return err
+	}
+	defer noopProc.Process.Kill()
+	if err := waitHTTP("http://"+noopAddr+"/healthz", 30*time.Second); err != nil {
+		return err
+	}
+
+	imb, base, err := startImbridge(*binary, filepath.Join(work, "data"), ch.DSN("load"))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = imb.Process.Signal(syscall.SIGTERM); _ = imb.Wait() }()
+
+	fmt.Printf("machine: %d CPUs; %d keep-alive clients, one message per request, %v each\n\n", numCPU(), *conc, *dur)
+	var next atomic.Int64
+	baseline := drive("http://"+noopAddr+"/v1/callbacks/native", *conc, *dur, &next, nil)
+	acked := &sync.Map{}
+	durable := drive(base+"/v1/callbacks/native", *conc, *dur, &next, acked)
+	fmt.Printf("%-34s %10s %9s %9s %9s %9s\n", "", "req/s", "p50", "p90", "p99", "max")
+	baseline.print("gin no-op handler")
+	durable.print("imbridge durable ingest (fsync)")
+	fmt.Printf("ratio: %.0f%% of the no-op handler\n", 100*durable.rate()/baseline.rate())
+
+	want := 0
+	acked.Range(func(_, _ any) bool { want++; return true })
+	got, missing, err := verify(base, acked, want)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("verify: %d acknowledged, %d pulled back, %d missing\n", want, got, missing)
+	if missing > 0 {
+		return fmt.Errorf("%d acknowledged messages were not delivered", missing)
+	}
+
+	if *pullN > 0 {
+		if err := pullBench(base, ch, imb.Process.Pid, *pullN, &next); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
+
+func serveNoop(addr string) error {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.GET("/healthz", func(c *gin.Context) { c.Status(200) })
+	r.POST("/v1/callbacks/native", func(c *gin.Context) {
+		_, _ = io.Copy(io.Discard, c.Request.Body)
+		c.JSON(200, gin.H{"accepted": 1, "duplicates": 0})
+	})
+	return http.ListenAndServe(addr, r)
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitHTTP(url string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer 200 within %v", url, within)
+}
+
+func startImbridge(binary, dataDir, dsn string) (*exec.Cmd, string, error) {
+	addr := freeAddr()
+	cmd := exec.Command(binary, "serve")
+	cmd.Env = append(os.Environ(), "IMBRIDGE_LISTEN="+addr, "IMBRIDGE_DATA_DIR="+dataDir,
+		"IMBRIDGE_CLICKHOUSE_DSN="+dsn, "IMBRIDGE_PULL_TOKEN="+pullToken,
+		"IMBRIDGE_SOURCES_NATIVE_TOKEN="+nativeToken, "IMBRIDGE_LOG_LEVEL=warn")
+	if p := os.Getenv("IMBRIDGE_LOAD_PPROF"); p != "" {
+		cmd.Env = append(cmd.Env, "IMBRIDGE_DEBUG_PPROF_LISTEN="+p)
+	}
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	base := "http://" + addr
+	if err := waitHTTP(base+"/readyz", 60*time.Second); err != nil {
+		cmd.Process.Kill()
+		return nil, "", err
+	}
+	return cmd, base, nil
+}
+
+func line(id int64) string {
+	return fmt.Sprintf(`{"data":{"ext":"","clientType":"2","createTime":%d,"msgid":%d,"from":"u%d","to":"v%d","body":"负载测试消息 %d"},"type":0}`,
+		1700000000000+id, id, id%1000, id%777, id)
+}
+
+type result struct {
+	n    int
+	errs int
+	took time.Duration
+	lat  []time.Duration
+}
+
+func (r result) rate() float64 { return float64(r.n) / r.took.Seconds() }
+
+func (r result) pct(p float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	return r.lat[min(len(r.lat)-1, int(float64(len(r.lat))*p))]
+}
+
+func (r result) print(name string) {
+	fmt.Printf("%-34s %10.0f %9s %9s %9s %9s", name, r.rate(), r.pct(.50).Round(10*time.Microsecond),
+		r.pct(.90).Round(10*time.Microsecond), r.pct(.99).Round(10*time.Microsecond), r.pct(1).Round(10*time.Microsecond))
+	if r.errs > 0 {
+		fmt.Printf("  (%d errors)", r.errs)
+	}
+	fmt.Println()
+}
+
+// drive posts one message per request from conc clients for d.
+func drive(url string, conc int, d time.Duration, next *atomic.Int64, acked *sync.Map) result {
+	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var mu sync.Mutex
+	var all result
+	start := time.Now()
+	stop := start.Add(d)
+	var wg sync.WaitGroup
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			n, errs := 0, 0
+			for time.Now().Before(stop) {
+				id := next.Add(1)
+				req, _ := http.NewRequest("POST", url, strings.NewReader(line(id)))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+nativeToken)
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil || resp.StatusCode != 200 {
+					errs++
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+				n++
+				if acked != nil {
+					acked.Store(id, true)
+				}
+			}
+			mu.Lock()
+			all.n += n
+			all.errs += errs
+			all.lat = append(all.lat, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	all.took = time.Since(start)
+	sort.Slice(all.lat, func(i, j int) bool { return all.lat[i] < all.lat[j] })
+	tr.CloseIdleConnections()
+	return all
+}
+
+// verify pulls from cursor 0 until every acknowledged id was seen.
+func verify(base string, acked *sync.Map, want int) (int, int, error) {
+	seen := map[int64]bool{}
+	var cursor string = "0"
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := http.Get(base + "/v1/pull?token=" + pullToken + "&name=load-verify&cursor=" + cursor)
+		if err != nil {
+			return 0, 0, err
+		}
+		var body struct {
+			Data []struct {
+				Data struct {
+					MsgID int64 `json:"msgid"`
+				} `json:"data"`
+			} `json:"data"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, l := range body.Data {
+			seen[l.Data.MsgID] = true
+		}
+		cursor = resp.Header.Get("X-Imbridge-Cursor")
+		missing := 0
+		acked.Range(func(k, _ any) bool {
+			if !seen[k.(int64)] {
+				missing++
+			}
+			return true
+		})
+		if missing == 0 || time.Now().After(deadline) {
+			return len(seen), missing, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// pullBench loads n messages in large NDJSON posts, then times one pull of
+// all of them against clickhouse-client selecting the same column.
+func pullBench(base string, ch *store.Managed, pid, n int, next *atomic.Int64) error {
+	fmt.Printf("\npull: loading %d messages (NDJSON batches of 5000)…\n", n)
+	client := &http.Client{Timeout: 5 * time.Minute}
+	startSeq := readyCursor(base)
+	for sent := 0; sent < n; {
+		var b strings.Builder
+		k := min(5000, n-sent)
+		for i := 0; i < k; i++ {
+			b.WriteString(line(next.Add(1)))
+			b.WriteByte('\n')
+		}
+		req, _ := http.NewRequest("POST", base+"/v1/callbacks/native", strings.NewReader(b.String()))
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		req.Header.Set("Authorization", "Bearer "+nativeToken)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("bulk post: %d", resp.StatusCode)
+		}
+		sent += k
+	}
+	// Wait until the loader has everything in ClickHouse.
+	deadline := time.Now().Add(5 * time.Minute)
+	for metric(base, "imbridge_loader_lag") > 0 {
+		if time.Now().After(deadline) {
+			return errors.New("loader did not catch up within 5 minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	total := int(metric(base, "imbridge_loader_watermark")) - startSeq
+
+	// imbridge: one pull of everything from the cursor before the bulk load.
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) // reset peak RSS
+	t0 := time.Now()
+	resp, err := client.Get(fmt.Sprintf("%s/v1/pull?token=%s&name=bench&cursor=%d", base, pullToken, startSeq))
+	if err != nil {
+		return err
+	}
+	br := bufio.NewReaderSize(resp.Body, 1<<20)
+	bytes, _ := io.Copy(io.Discard, br)
+	resp.Body.Close()
+	imbTook := time.Since(t0)
+	peak := procStatus(pid, "VmHWM")
+
+	// clickhouse-client selecting the same column.
+	t0 = time.Now()
+	cc := exec.Command("clickhouse-client", "--port", strconv.Itoa(ch.Port()), "-q",
+		fmt.Sprintf("SELECT line FROM load.messages WHERE seq > %d ORDER BY seq FORMAT TSVRaw", startSeq))
+	out, err := cc.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cc.Start(); err != nil {
+		return fmt.Errorf("clickhouse-client: %w", err)
+	}
+	chLines := 0
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		chLines++
+	}
+	if err := cc.Wait(); err != nil {
+		return fmt.Errorf("clickhouse-client: %w", err)
+	}
+	chTook := time.Since(t0)
+
+	imbRate := float64(total) / imbTook.Seconds()
+	chRate := float64(chLines) / chTook.Seconds()
+	fmt.Printf("%-34s %10s %12s\n", "", "lines", "lines/s")
+	fmt.Printf("%-34s %10d %12.0f  (%.1f MB in %v, peak RSS %s during the pull)\n", "imbridge GET /v1/pull", total, imbRate,
+		float64(bytes)/1e6, imbTook.Round(time.Millisecond), peak)
+	fmt.Printf("%-34s %10d %12.0f  (%v)\n", "clickhouse-client SELECT line", chLines, chRate, chTook.Round(time.Millisecond))
+	fmt.Printf("ratio: %.0f%% of clickhouse-client\n", 100*imbRate/chRate)
+	return nil
+}
+
+func readyCursor(base string) int { return int(metric(base, "imbridge_loader_watermark")) }
+
+// metric reads one unlabelled gauge from /metrics.
+func metric(base, name string) float64 {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
+}
+
+func procStatus(pid int, key string) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, key+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
