@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -21,6 +22,9 @@ import (
 // object, a JSON array of them, or NDJSON. The first invalid message fails
 // the whole request with 400 and nothing of it is stored.
 func handleNative(logger *slog.Logger, m *metrics.Metrics, in ingester, token string, maxBody int64) gin.HandlerFunc {
+	accepted := m.IngestMessages.WithLabelValues(message.SourceNative, "accepted")
+	duplicate := m.IngestMessages.WithLabelValues(message.SourceNative, "duplicate")
+	rejected := m.IngestMessages.WithLabelValues(message.SourceNative, "rejected")
 	return func(c *gin.Context) {
 		if token == "" {
 			c.JSON(http.StatusNotFound, gin.H{"error": "source native is not configured on this server (sources.native.token)"})
@@ -39,7 +43,7 @@ func handleNative(logger *slog.Logger, m *metrics.Metrics, in ingester, token st
 		}
 		msgs, err := DecodeNative(body)
 		if err != nil {
-			m.IngestMessages.WithLabelValues(message.SourceNative, "rejected").Inc()
+			rejected.Inc()
 			writeError(c, logger, err)
 			return
 		}
@@ -48,9 +52,14 @@ func handleNative(logger *slog.Logger, m *metrics.Metrics, in ingester, token st
 			writeError(c, logger, err)
 			return
 		}
-		m.IngestMessages.WithLabelValues(message.SourceNative, "accepted").Add(float64(res.Accepted))
-		m.IngestMessages.WithLabelValues(message.SourceNative, "duplicate").Add(float64(res.Duplicates))
-		c.JSON(http.StatusOK, gin.H{"accepted": res.Accepted, "duplicates": res.Duplicates})
+		accepted.Add(float64(res.Accepted))
+		duplicate.Add(float64(res.Duplicates))
+		var out [64]byte
+		b := append(out[:0], `{"accepted":`...)
+		b = strconv.AppendInt(b, int64(res.Accepted), 10)
+		b = append(b, `,"duplicates":`...)
+		b = strconv.AppendInt(b, int64(res.Duplicates), 10)
+		c.Data(http.StatusOK, "application/json; charset=utf-8", append(b, '}'))
 	}
 }
 

@@ -11,9 +11,12 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/imbridge/imbridge/message"
 	"github.com/imbridge/imbridge/metrics"
@@ -109,14 +112,37 @@ func handleReadyz(ready func(context.Context) error) gin.HandlerFunc {
 }
 
 // requestLog gives each request an id, then logs it once and counts it.
+// It runs on every callback, so ids come from a counter (with a random
+// per-process prefix) and metric children are looked up once per label set.
 func requestLog(logger *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	prefix := hex.EncodeToString(b[:]) + "-"
+	var seq atomic.Uint64
+	var mu sync.RWMutex
+	counters := map[[2]string]prometheus.Counter{}
+	observers := map[string]prometheus.Observer{}
+	record := func(route string, status int, took time.Duration) {
+		key := [2]string{route, strconv.Itoa(status)}
+		mu.RLock()
+		cnt, ok1 := counters[key]
+		obs, ok2 := observers[route]
+		mu.RUnlock()
+		if !ok1 || !ok2 {
+			mu.Lock()
+			cnt = m.HTTPRequests.WithLabelValues(key[0], key[1])
+			obs = m.HTTPDuration.WithLabelValues(route)
+			counters[key], observers[route] = cnt, obs
+			mu.Unlock()
+		}
+		cnt.Inc()
+		obs.Observe(took.Seconds())
+	}
 	return func(c *gin.Context) {
 		start := time.Now()
 		id := c.GetHeader("X-Request-Id")
 		if id == "" {
-			var b [8]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
+			id = prefix + strconv.FormatUint(seq.Add(1), 36)
 		}
 		c.Header("X-Request-Id", id)
 		c.Next()
@@ -125,11 +151,11 @@ func requestLog(logger *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
 			route = "unmatched"
 		}
 		status := c.Writer.Status()
-		m.HTTPRequests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-		m.HTTPDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
-		if route != "/healthz" && route != "/metrics" && route != "/readyz" {
+		took := time.Since(start)
+		record(route, status, took)
+		if logger.Enabled(c.Request.Context(), slog.LevelDebug) && route != "/healthz" && route != "/metrics" && route != "/readyz" {
 			logger.Debug("request", "request_id", id, "method", c.Request.Method, "path", c.Request.URL.Path,
-				"status", status, "latency", time.Since(start), "remote", c.ClientIP())
+				"status", status, "latency", took, "remote", c.ClientIP())
 		}
 	}
 }

@@ -98,11 +98,15 @@ type Spool struct {
 	quit     chan struct{}
 	stopped  chan struct{}
 
-	mu        sync.Mutex // guards dedup, sizes, first, failed
-	dedup     *dedupIndex
-	sizes     []int64 // encoded size of each record in [first, last]
-	first     uint64  // first seq still spooled (valid when len(sizes) > 0)
-	failed    error
+	mu     sync.Mutex // guards dedup, sizes, first, failed
+	dedup  *dedupIndex
+	sizes  []int64 // encoded size of each record in [first, last]
+	first  uint64  // first seq still spooled (valid when len(sizes) > 0)
+	failed error
+	// tail holds the most recent records (contiguous seqs ending at the last
+	// one) so the loader reads them from memory, not back from disk.
+	tail      []Entry
+	tailBytes int
 	closeOnce sync.Once
 
 	last     atomic.Uint64
@@ -117,6 +121,10 @@ type Spool struct {
 
 // maxGroup bounds how many requests share one fsync.
 const maxGroup = 1024
+
+// maxTailBytes bounds the in-memory copy of recent records; older ones are
+// read back from the log.
+const maxTailBytes = 64 << 20
 
 // Open opens (or creates) the spool in opts.Dir, recovers the log after a
 // crash, and remembers the keys of every record still spooled.
@@ -334,6 +342,7 @@ func (s *Spool) commit(group []*pending) {
 		}
 		s.sizes = append(s.sizes, newSizes...)
 		s.bytes.Add(used - s.bytes.Load())
+		s.keepTail(logs)
 		s.last.Store(logs[len(logs)-1].Index)
 		s.records.Add(uint64(len(logs)))
 		s.commits.Add(1)
@@ -357,6 +366,41 @@ func (s *Spool) commit(group []*pending) {
 	}
 }
 
+// keepTail adds just-written records to the in-memory tail, dropping the
+// oldest past maxTailBytes. Called with s.mu held.
+func (s *Spool) keepTail(logs []*raft.Log) {
+	if n := len(s.tail); n > 0 && s.tail[n-1].Seq+1 != logs[0].Index {
+		s.tail, s.tailBytes = nil, 0
+	}
+	for _, l := range logs {
+		e := Entry{Seq: l.Index, Data: l.Data[16:]}
+		copy(e.Key[:], l.Data[:16])
+		s.tail = append(s.tail, e)
+		s.tailBytes += len(l.Data)
+	}
+	drop := 0
+	for s.tailBytes > maxTailBytes && drop < len(s.tail) {
+		s.tailBytes -= len(s.tail[drop].Data) + 16
+		drop++
+	}
+	s.trimTail(drop)
+}
+
+// trimTail drops the first n tail entries. Called with s.mu held.
+func (s *Spool) trimTail(n int) {
+	if n <= 0 {
+		return
+	}
+	if n >= len(s.tail) {
+		s.tail, s.tailBytes = nil, 0
+		return
+	}
+	s.tail = s.tail[n:]
+	if cap(s.tail) > 4*len(s.tail)+1024 {
+		s.tail = append([]Entry(nil), s.tail...)
+	}
+}
+
 // Changed receives a value after records were appended.
 func (s *Spool) Changed() <-chan struct{} { return s.changed }
 
@@ -369,7 +413,25 @@ func (s *Spool) Released() uint64 { return s.released.Load() }
 // Read returns up to max records starting at seq from, stopping early past
 // maxBytes of data.
 func (s *Spool) Read(from uint64, max int, maxBytes int) ([]Entry, error) {
+	s.mu.Lock()
 	last := s.last.Load()
+	if n := len(s.tail); n > 0 && from >= s.tail[0].Seq {
+		var out []Entry
+		size := 0
+		for _, e := range s.tail[from-s.tail[0].Seq:] {
+			if len(out) >= max || size >= maxBytes {
+				break
+			}
+			out = append(out, e)
+			size += len(e.Data)
+		}
+		s.mu.Unlock()
+		return out, nil
+	}
+	if n := len(s.tail); n > 0 {
+		last = s.tail[0].Seq - 1 // older records come from the log
+	}
+	s.mu.Unlock()
 	var out []Entry
 	size := 0
 	var l raft.Log
@@ -395,6 +457,12 @@ func (s *Spool) Release(seq uint64) error {
 	if seq > s.released.Load() {
 		s.released.Store(seq)
 	}
+	drop := 0
+	for drop < len(s.tail) && s.tail[drop].Seq <= seq {
+		s.tailBytes -= len(s.tail[drop].Data) + 16
+		drop++
+	}
+	s.trimTail(drop)
 	if len(s.sizes) == 0 {
 		return nil
 	}

@@ -257,3 +257,33 @@ func TestSetFloor(t *testing.T) {
 	}
 	s.Close()
 }
+
+func TestReadServesRecentRecordsFromMemoryAndOlderFromDisk(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, Options{})
+	appendN(t, s, 0, 10)
+	s.Close()
+	s = mustOpen(t, dir, Options{})
+	defer s.Close()
+	appendN(t, s, 10, 15) // seqs 11–15 are in memory, 1–10 only on disk
+	var got []string
+	for from := uint64(1); from <= s.LastSeq(); {
+		es, err := s.Read(from, 100, 1<<20)
+		if err != nil || len(es) == 0 {
+			t.Fatalf("Read(%d) = %d entries, %v", from, len(es), err)
+		}
+		for _, e := range es {
+			got = append(got, fmt.Sprintf("%d:%s", e.Seq, e.Data))
+		}
+		from = es[len(es)-1].Seq + 1
+	}
+	if len(got) != 15 || got[0] != "1:record-0" || got[14] != "15:record-14" {
+		t.Errorf("read %v", got)
+	}
+	if err := s.Release(12); err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := s.Read(13, 100, 1<<20); len(es) != 3 || es[0].Seq != 13 {
+		t.Errorf("after release, Read(13) = %v", es)
+	}
+}

@@ -159,7 +159,7 @@ func (s *Store) InsertMessages(ctx context.Context, rows []Message) (err error) 
 	if err != nil {
 		return err
 	}
-	defer batch.Abort()
+	defer batch.Close() // a no-op after Send; ends the query if Send is never reached
 	n := len(rows)
 	var (
 		seq        = make([]uint64, n)
@@ -213,30 +213,34 @@ func msTime(ms int64) time.Time {
 // ExistingSeqs returns which seqs in [lo, hi] are already stored.
 func (s *Store) ExistingSeqs(ctx context.Context, lo, hi uint64) (_ map[uint64]bool, err error) {
 	defer wrap(&err, "store.ExistingSeqs(%d, %d)", lo, hi)
-	rows, err := s.conn.Query(ctx, "SELECT seq FROM messages WHERE seq >= ? AND seq <= ?", lo, hi)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[uint64]bool{}
-	for rows.Next() {
-		var v uint64
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
+	var out map[uint64]bool
+	err = retryRead(ctx, func() error {
+		rows, err := s.conn.Query(ctx, "SELECT seq FROM messages WHERE seq >= ? AND seq <= ?", lo, hi)
+		if err != nil {
+			return err
 		}
-		out[v] = true
-	}
-	return out, rows.Err()
+		defer rows.Close()
+		out = map[uint64]bool{}
+		for rows.Next() {
+			var v uint64
+			if err := rows.Scan(&v); err != nil {
+				return err
+			}
+			out[v] = true
+		}
+		return rows.Err()
+	})
+	return out, err
 }
 
 // MaxSeq returns the highest stored seq, 0 when the table is empty.
 func (s *Store) MaxSeq(ctx context.Context) (_ uint64, err error) {
 	defer wrap(&err, "store.MaxSeq")
 	var v uint64
-	if err := s.conn.QueryRow(ctx, "SELECT toUInt64(max(seq)) FROM messages").Scan(&v); err != nil {
-		return 0, err
-	}
-	return v, nil
+	err = retryRead(ctx, func() error {
+		return s.conn.QueryRow(ctx, "SELECT toUInt64(max(seq)) FROM messages").Scan(&v)
+	})
+	return v, err
 }
 
 // Identity is what de-duplication needs to know of a stored message.

@@ -34,19 +34,23 @@ func (s *Store) NthSeq(ctx context.Context, f LineFilter, n int) (_ uint64, ok b
 	defer wrap(&err, "store.NthSeq")
 	where, args := f.where()
 	args = append(args, n-1)
-	rows, err := s.conn.Query(ctx, "SELECT seq FROM messages WHERE "+where+" ORDER BY seq LIMIT ?, 1", args...)
-	if err != nil {
-		return 0, false, err
-	}
-	defer rows.Close()
 	var seq uint64
-	if rows.Next() {
-		if err := rows.Scan(&seq); err != nil {
-			return 0, false, err
+	err = retryRead(ctx, func() error {
+		rows, err := s.conn.Query(ctx, "SELECT seq FROM messages WHERE "+where+" ORDER BY seq LIMIT ?, 1", args...)
+		if err != nil {
+			return err
 		}
-		ok = true
-	}
-	return seq, ok, rows.Err()
+		defer rows.Close()
+		ok = false
+		if rows.Next() {
+			if err := rows.Scan(&seq); err != nil {
+				return err
+			}
+			ok = true
+		}
+		return rows.Err()
+	})
+	return seq, ok, err
 }
 
 // StreamLines calls fn with the line of every message f selects, in seq
@@ -115,6 +119,8 @@ func (s *Store) RecordDelivery(ctx context.Context, d Delivery) (err error) {
 func (s *Store) PullCursor(ctx context.Context, puller string) (_ uint64, err error) {
 	defer wrap(&err, "store.PullCursor(%s)", puller)
 	var v uint64
-	err = s.conn.QueryRow(ctx, "SELECT toUInt64(max(cursor_to)) FROM deliveries WHERE puller = ? AND advanced = 1", puller).Scan(&v)
+	err = retryRead(ctx, func() error {
+		return s.conn.QueryRow(ctx, "SELECT toUInt64(max(cursor_to)) FROM deliveries WHERE puller = ? AND advanced = 1", puller).Scan(&v)
+	})
 	return v, err
 }

@@ -122,9 +122,31 @@ func (s *Store) insertRow(ctx context.Context, insert string, values ...any) err
 	if err != nil {
 		return err
 	}
-	defer batch.Abort()
+	defer batch.Close() // a no-op after Send; ends the query if Send is never reached
 	if err := batch.Append(values...); err != nil {
 		return err
 	}
 	return batch.Send()
+}
+
+// retryRead runs an idempotent read, again (up to three tries) when it fails
+// on the connection rather than in the server: a pooled connection can be
+// found closed, and a read is safe to repeat.
+func retryRead(ctx context.Context, read func() error) error {
+	var err error
+	for try := 0; try < 3; try++ {
+		if err = read(); err == nil || ctx.Err() != nil {
+			return err
+		}
+		var exc *clickhouse.Exception
+		if errors.As(err, &exc) {
+			return err // the server answered: repeating changes nothing
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(try+1) * 50 * time.Millisecond):
+		}
+	}
+	return err
 }

@@ -157,3 +157,32 @@ func TestNoBinaryGivesInstallHint(t *testing.T) {
 		t.Errorf("error %q does not say how to install", err)
 	}
 }
+
+// A batch released twice (Abort after a successful Send) closed connections
+// that other queries were already using; concurrent inserts and reads must
+// never see a closed connection.
+func TestConcurrentInsertsAndReadsShareThePool(t *testing.T) {
+	s := storetest.Open(t)
+	ctx := context.Background()
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		go func(w int) {
+			for i := 0; i < 60; i++ {
+				if err := s.RecordDelivery(ctx, store.Delivery{At: time.Now(), Puller: fmt.Sprint("p", w), CursorTo: uint64(i), Advanced: true}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := s.PullCursor(ctx, fmt.Sprint("p", w)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}(w)
+	}
+	for w := 0; w < 8; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -46,7 +46,7 @@ func main() {
 }
 
 func run() error {
-	binary := flag.String("binary", "bin/imbridge", "imbridge binary to measure")
+	binaries := flag.String("binary", "bin/imbridge", "imbridge binary to measure; several, comma-separated, are measured one after the other in the same run (e.g. the code before a change and after it)")
 	conc := flag.Int("c", 16, "concurrent keep-alive clients")
 	dur := flag.Duration("d", 10*time.Second, "duration of each ingest measurement")
 	pullN := flag.Int("pull", 1000000, "messages for the pull measurement (0 skips it)")
@@ -81,41 +81,45 @@ func run() error {
 		return err
 	}
 
-	imb, base, err := startImbridge(*binary, filepath.Join(work, "data"), ch.DSN("load"))
-	if err != nil {
-		return err
-	}
-	defer func() { _ = imb.Process.Signal(syscall.SIGTERM); _ = imb.Wait() }()
-
 	fmt.Printf("machine: %d CPUs; %d keep-alive clients, one message per request, %v each\n\n", numCPU(), *conc, *dur)
 	var next atomic.Int64
 	baseline := drive("http://"+noopAddr+"/v1/callbacks/native", *conc, *dur, &next, nil)
-	acked := &sync.Map{}
-	durable := drive(base+"/v1/callbacks/native", *conc, *dur, &next, acked)
 	fmt.Printf("%-34s %10s %9s %9s %9s %9s\n", "", "req/s", "p50", "p90", "p99", "max")
 	baseline.print("gin no-op handler")
-	durable.print("imbridge durable ingest (fsync)")
-	fmt.Printf("ratio: %.0f%% of the no-op handler\n", 100*durable.rate()/baseline.rate())
-
-	want := 0
-	acked.Range(func(_, _ any) bool { want++; return true })
-	got, missing, err := verify(base, acked, want)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("verify: %d acknowledged, %d pulled back, %d missing\n", want, got, missing)
-	if missing > 0 {
-		return fmt.Errorf("%d acknowledged messages were not delivered", missing)
-	}
-
-	if *pullN > 0 {
-		if err := pullBench(base, ch, imb.Process.Pid, *pullN, &next); err != nil {
+	list := strings.Split(*binaries, ",")
+	for i, binary := range list {
+		imb, base, err := startImbridge(binary, filepath.Join(work, fmt.Sprintf("data%d", i)), ch.DSN(fmt.Sprintf("load%d", i)))
+		if err != nil {
 			return err
+		}
+		stop := func() { _ = imb.Process.Signal(syscall.SIGTERM); _ = imb.Wait() }
+		acked := &sync.Map{}
+		durable := drive(base+"/v1/callbacks/native", *conc, *dur, &next, acked)
+		durable.print(filepath.Base(binary) + " durable ingest")
+		fmt.Printf("%-34s %.0f%% of the no-op handler\n", "", 100*durable.rate()/baseline.rate())
+		want := 0
+		acked.Range(func(_, _ any) bool { want++; return true })
+		got, missing, err := verify(base, acked, want)
+		if err != nil {
+			stop()
+			return err
+		}
+		fmt.Printf("%-34s verify: %d acknowledged, %d pulled back, %d missing\n", "", want, got, missing)
+		if missing > 0 {
+			stop()
+			return fmt.Errorf("%d acknowledged messages were not delivered", missing)
+		}
+		if i < len(list)-1 {
+			stop()
+			continue
+		}
+		defer stop()
+		if *pullN > 0 {
+			return pullBench(base, ch, fmt.Sprintf("load%d", i), imb.Process.Pid, *pullN, &next)
 		}
 	}
 	return nil
 }
-
 func numCPU() int {
 	b, _ := os.ReadFile("/proc/cpuinfo")
 	return strings.Count(string(b), "processor\t:")
@@ -298,7 +302,7 @@ func verify(base string, acked *sync.Map, want int) (int, int, error) {
 
 // pullBench loads n messages in large NDJSON posts, then times one pull of
 // all of them against clickhouse-client selecting the same column.
-func pullBench(base string, ch *store.Managed, pid, n int, next *atomic.Int64) error {
+func pullBench(base string, ch *store.Managed, db string, pid, n int, next *atomic.Int64) error {
 	fmt.Printf("\npull: loading %d messages (NDJSON batches of 5000)…\n", n)
 	client := &http.Client{Timeout: 5 * time.Minute}
 	startSeq := readyCursor(base)
@@ -334,7 +338,21 @@ func pullBench(base string, ch *store.Managed, pid, n int, next *atomic.Int64) e
 	total := int(metric(base, "imbridge_loader_watermark")) - startSeq
 
 	// imbridge: one pull of everything from the cursor before the bulk load.
-	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) // reset peak RSS
+	rssBefore := rssKB(pid)
+	var peakKB atomic.Int64
+	sampling := make(chan struct{})
+	go func() {
+		for {
+			if v := rssKB(pid); v > peakKB.Load() {
+				peakKB.Store(v)
+			}
+			select {
+			case <-sampling:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
 	t0 := time.Now()
 	resp, err := client.Get(fmt.Sprintf("%s/v1/pull?token=%s&name=bench&cursor=%d", base, pullToken, startSeq))
 	if err != nil {
@@ -344,12 +362,13 @@ func pullBench(base string, ch *store.Managed, pid, n int, next *atomic.Int64) e
 	bytes, _ := io.Copy(io.Discard, br)
 	resp.Body.Close()
 	imbTook := time.Since(t0)
-	peak := procStatus(pid, "VmHWM")
+	close(sampling)
+	peak := fmt.Sprintf("%d MiB before, peak %d MiB", rssBefore>>10, peakKB.Load()>>10)
 
 	// clickhouse-client selecting the same column.
 	t0 = time.Now()
 	cc := exec.Command("clickhouse-client", "--port", strconv.Itoa(ch.Port()), "-q",
-		fmt.Sprintf("SELECT line FROM load.messages WHERE seq > %d ORDER BY seq FORMAT TSVRaw", startSeq))
+		fmt.Sprintf("SELECT line FROM %s.messages WHERE seq > %d ORDER BY seq FORMAT TSVRaw", db, startSeq))
 	out, err := cc.StdoutPipe()
 	if err != nil {
 		return err
@@ -371,7 +390,7 @@ func pullBench(base string, ch *store.Managed, pid, n int, next *atomic.Int64) e
 	imbRate := float64(total) / imbTook.Seconds()
 	chRate := float64(chLines) / chTook.Seconds()
 	fmt.Printf("%-34s %10s %12s\n", "", "lines", "lines/s")
-	fmt.Printf("%-34s %10d %12.0f  (%.1f MB in %v, peak RSS %s during the pull)\n", "imbridge GET /v1/pull", total, imbRate,
+	fmt.Printf("%-34s %10d %12.0f  (%.1f MB in %v; RSS %s)\n", "imbridge GET /v1/pull", total, imbRate,
 		float64(bytes)/1e6, imbTook.Round(time.Millisecond), peak)
 	fmt.Printf("%-34s %10d %12.0f  (%v)\n", "clickhouse-client SELECT line", chLines, chRate, chTook.Round(time.Millisecond))
 	fmt.Printf("ratio: %.0f%% of clickhouse-client\n", 100*imbRate/chRate)
@@ -397,12 +416,14 @@ func metric(base, name string) float64 {
 	return -1
 }
 
-func procStatus(pid int, key string) string {
+// rssKB is the process's resident set in KiB.
+func rssKB(pid int) int64 {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, key+":"); ok {
-			return strings.TrimSpace(v)
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
 		}
 	}
-	return "?"
+	return 0
 }
