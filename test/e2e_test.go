@@ -269,3 +269,67 @@ func TestConcurrentPullsNeverSkip(t *testing.T) {
 		t.Logf("%d pulls answered 503 and were retried", n)
 	}
 }
+
+func TestFullSpoolAnswers503UntilClickHouseReturns(t *testing.T) {
+	chDir := t.TempDir()
+	ch, err := store.StartManaged(context.Background(), store.ManagedOptions{Dir: chDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ch.Port()
+	t.Cleanup(func() { _ = ch.Stop(context.Background()) })
+	s := startServer(t, t.TempDir(), ch.DSN("full"), "IMBRIDGE_SPOOL_MAX_BYTES=1MiB")
+	if err := ch.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	acks := map[int64]bool{}
+	var id int64
+	var refusal string
+	for deadline := time.Now().Add(60 * time.Second); refusal == ""; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the 1 MiB spool never filled (%d messages acknowledged)", len(acks))
+		}
+		id++
+		code, body, err := postNative(s.base, textLine(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch code {
+		case 200:
+			acks[id] = true
+		case 503:
+			refusal = body
+		default:
+			t.Fatalf("status %d %s while filling the spool, want 200 or 503", code, body)
+		}
+	}
+	if !strings.Contains(refusal, "spool full") {
+		t.Errorf("503 body %q does not say the spool is full", refusal)
+	}
+	resp, err := client.Get(s.base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("/readyz = %d while the spool is full and ClickHouse is down, want 503", resp.StatusCode)
+	}
+	t.Logf("%d messages acknowledged before the 1 MiB spool filled", len(acks))
+
+	ch, err = store.StartManaged(context.Background(), store.ManagedOptions{Dir: chDir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The refused message is accepted once the loader has made room.
+	waitFor(t, 60*time.Second, "the refused message to be accepted", func() bool {
+		code, _, err := postNative(s.base, textLine(id))
+		return err == nil && code == 200
+	})
+	acks[id] = true
+	seen := pullAllFrom(t, s.base, acks, 60*time.Second)
+	for id := range acks {
+		if seen[id] != 1 {
+			t.Errorf("msgid %d delivered %d times, want once", id, seen[id])
+		}
+	}
+}
