@@ -13,11 +13,6 @@ import (
 // SourceNative is the source name of lines posted by the app's own backend.
 const SourceNative = "native"
 
-type wireLine struct {
-	Data json.RawMessage `json:"data"`
-	Type json.RawMessage `json:"type"`
-}
-
 type wireData struct {
 	From       *string         `json:"from"`
 	To         *string         `json:"to"`
@@ -97,31 +92,111 @@ func decodeLine(raw []byte) (Message, error) {
 	if !utf8.Valid(raw) {
 		return m, fieldErr("line", "is not valid UTF-8")
 	}
-	var wl wireLine
-	if err := strictUnmarshal(raw, &wl); err != nil {
+	sc := scanner{b: raw}
+	var data, typ json.RawMessage
+	var d wireData
+	err := sc.object(func(key string) error {
+		switch key {
+		case "data":
+			if sc.peek() != '{' {
+				v, err := sc.raw()
+				if err != nil {
+					return err
+				}
+				if jsonKind(v) != 'n' {
+					data = v // not an object: refused below
+				}
+				return nil
+			}
+			start := sc.i
+			err := sc.object(func(k string) error { return d.field(&sc, k) })
+			if err != nil {
+				return &FieldError{Field: "data", Msg: err.Error()}
+			}
+			data = raw[start:sc.i]
+			return nil
+		case "type":
+			v, err := sc.raw()
+			typ = v
+			return err
+		}
+		return fmt.Errorf("unknown field %q", key)
+	})
+	if err == nil && sc.peek() != 0 {
+		err = errors.New("trailing data after the JSON object")
+	}
+	if err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			return m, fe
+		}
 		return m, fieldErr("line", "%v", err)
 	}
-	if wl.Data == nil || jsonKind(wl.Data) != '{' {
+	if data == nil || jsonKind(data) != '{' {
 		return m, fieldErr("data", "required: an object holding the message")
 	}
-	if wl.Type == nil {
+	if typ == nil || jsonKind(typ) == 'n' {
 		return m, fieldErr("type", "required")
 	}
-	t, ok := parseInt(wl.Type)
+	t, ok := parseInt(typ)
 	if !ok {
-		return m, fieldErr("type", "%s is not an integer", wl.Type)
+		return m, fieldErr("type", "%s is not an integer", typ)
 	}
 	m.Type = Type(t)
-	var d wireData
-	if err := strictUnmarshal(wl.Data, &d); err != nil {
-		return m, fieldErr("data", "%v", err)
-	}
 	if err := m.fromWire(&d); err != nil {
 		return m, err
 	}
 	m.Source = SourceNative
 	m.SourceID = strconv.FormatInt(m.MsgID, 10)
 	return m, m.Validate()
+}
+
+// field reads the value of data's key k.
+func (d *wireData) field(sc *scanner, k string) error {
+	str := func(dst **string) error {
+		switch sc.peek() {
+		case '"':
+			v, err := sc.str()
+			*dst = &v
+			return err
+		case 'n':
+			_, err := sc.raw()
+			return err
+		}
+		return fmt.Errorf("%s: must be a string", k)
+	}
+	raw := func(dst *json.RawMessage) error {
+		v, err := sc.raw()
+		*dst = v
+		return err
+	}
+	switch k {
+	case "from":
+		return str(&d.From)
+	case "to":
+		return str(&d.To)
+	case "accid":
+		return str(&d.Accid)
+	case "accid2":
+		return str(&d.Accid2)
+	case "body":
+		return str(&d.Body)
+	case "tid":
+		return raw(&d.TID)
+	case "msgid":
+		return raw(&d.MsgID)
+	case "createTime":
+		return raw(&d.CreateTime)
+	case "clientType":
+		return raw(&d.ClientType)
+	case "attach":
+		return raw(&d.Attach)
+	case "ext":
+		return raw(&d.Ext)
+	case "tinfo":
+		return raw(&d.TInfo)
+	}
+	return fmt.Errorf("unknown field %q", k)
 }
 
 func (m *Message) fromWire(d *wireData) error {

@@ -436,3 +436,41 @@ func BenchmarkDecodeLine(b *testing.B) {
 }
 
 const pinnedRongID = 3610646686410390146
+
+// FuzzDecoderAgreesWithReference checks the scanner-based decoder against the
+// encoding/json one it replaced: it may refuse more (field names are matched
+// exactly, duplicate keys are refused) but never accepts a line the reference
+// refuses, nor decodes one differently.
+func FuzzDecoderAgreesWithReference(f *testing.F) {
+	for _, ex := range loadExamples(f) {
+		f.Add([]byte(ex.line))
+	}
+	for _, s := range []string{`{"data":{"clientType":"2","createTime":1513685265481,"msgid":1,"from":"a\u00e9\ud83d\ude00","to":"b","body":"x\"\\\/\b\f\n\r\t"},"type":0}`,
+		`{"type":0,"data":{"ext":{"k":[1,2.5e3,true,null]},"clientType":2,"createTime":"1513685265481","msgid":"7","from":"a","to":"b","body":"x"}}`,
+		`{"data":{"from":null,"clientType":"2","createTime":1513685265481,"msgid":1,"to":"b","body":"x"},"type":0}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := DecodeLine(raw)
+		if err != nil {
+			return
+		}
+		want, refErr := decodeLineReference(raw)
+		if refErr != nil {
+			t.Fatalf("accepted a line the reference refuses (%v): %q", refErr, raw)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("decoded differently:\n got %+v\nwant %+v", got, want)
+		}
+	})
+}
+
+func BenchmarkDecodeLineReference(b *testing.B) {
+	raw := []byte(loadExamples(b)[0].line)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeLineReference(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

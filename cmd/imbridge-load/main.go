@@ -83,7 +83,7 @@ func run() error {
 
 	fmt.Printf("machine: %d CPUs; %d keep-alive clients, one message per request, %v each\n\n", numCPU(), *conc, *dur)
 	var next atomic.Int64
-	baseline := drive("http://"+noopAddr+"/v1/callbacks/native", *conc, *dur, &next, nil)
+	baseline := drive("http://"+noopAddr+"/v1/callbacks/native", *conc, *dur, &next, false)
 	fmt.Printf("%-34s %10s %9s %9s %9s %9s\n", "", "req/s", "p50", "p90", "p99", "max")
 	baseline.print("gin no-op handler")
 	list := strings.Split(*binaries, ",")
@@ -93,13 +93,11 @@ func run() error {
 			return err
 		}
 		stop := func() { _ = imb.Process.Signal(syscall.SIGTERM); _ = imb.Wait() }
-		acked := &sync.Map{}
-		durable := drive(base+"/v1/callbacks/native", *conc, *dur, &next, acked)
+		durable := drive(base+"/v1/callbacks/native", *conc, *dur, &next, true)
 		durable.print(filepath.Base(binary) + " durable ingest")
 		fmt.Printf("%-34s %.0f%% of the no-op handler\n", "", 100*durable.rate()/baseline.rate())
-		want := 0
-		acked.Range(func(_, _ any) bool { want++; return true })
-		got, missing, err := verify(base, acked, want)
+		want := len(durable.acked)
+		got, missing, err := verify(base, durable.acked)
 		if err != nil {
 			stop()
 			return err
@@ -186,10 +184,11 @@ func line(id int64) string {
 }
 
 type result struct {
-	n    int
-	errs int
-	took time.Duration
-	lat  []time.Duration
+	n     int
+	errs  int
+	took  time.Duration
+	lat   []time.Duration
+	acked []int64 // ids answered 200, when recorded
 }
 
 func (r result) rate() float64 { return float64(r.n) / r.took.Seconds() }
@@ -210,8 +209,9 @@ func (r result) print(name string) {
 	fmt.Println()
 }
 
-// drive posts one message per request from conc clients for d.
-func drive(url string, conc int, d time.Duration, next *atomic.Int64, acked *sync.Map) result {
+// drive posts one message per request from conc clients for d. Each client
+// keeps its own records, so the measurement costs the same for every server.
+func drive(url string, conc int, d time.Duration, next *atomic.Int64, record bool) result {
 	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	var mu sync.Mutex
@@ -223,7 +223,8 @@ func drive(url string, conc int, d time.Duration, next *atomic.Int64, acked *syn
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var lat []time.Duration
+			lat := make([]time.Duration, 0, 1<<16)
+			var acked []int64
 			n, errs := 0, 0
 			for time.Now().Before(stop) {
 				id := next.Add(1)
@@ -242,14 +243,15 @@ func drive(url string, conc int, d time.Duration, next *atomic.Int64, acked *syn
 				}
 				lat = append(lat, time.Since(t0))
 				n++
-				if acked != nil {
-					acked.Store(id, true)
+				if record {
+					acked = append(acked, id)
 				}
 			}
 			mu.Lock()
 			all.n += n
 			all.errs += errs
 			all.lat = append(all.lat, lat...)
+			all.acked = append(all.acked, acked...)
 			mu.Unlock()
 		}()
 	}
@@ -261,7 +263,7 @@ func drive(url string, conc int, d time.Duration, next *atomic.Int64, acked *syn
 }
 
 // verify pulls from cursor 0 until every acknowledged id was seen.
-func verify(base string, acked *sync.Map, want int) (int, int, error) {
+func verify(base string, acked []int64) (int, int, error) {
 	seen := map[int64]bool{}
 	var cursor string = "0"
 	deadline := time.Now().Add(2 * time.Minute)
@@ -287,12 +289,11 @@ func verify(base string, acked *sync.Map, want int) (int, int, error) {
 		}
 		cursor = resp.Header.Get("X-Imbridge-Cursor")
 		missing := 0
-		acked.Range(func(k, _ any) bool {
-			if !seen[k.(int64)] {
+		for _, id := range acked {
+			if !seen[id] {
 				missing++
 			}
-			return true
-		})
+		}
 		if missing == 0 || time.Now().After(deadline) {
 			return len(seen), missing, nil
 		}
