@@ -58,13 +58,13 @@ type Loader struct {
 // New returns a loader that starts after the spool's released seq.
 func New(sp spoolReader, st messageWriter, opts Options) *Loader {
 	if opts.BatchRows <= 0 {
-		opts.BatchRows = 20000
+		opts.BatchRows = 50000
 	}
 	if opts.BatchBytes <= 0 {
 		opts.BatchBytes = 32 << 20
 	}
 	if opts.Linger <= 0 {
-		opts.Linger = 200 * time.Millisecond
+		opts.Linger = time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
