@@ -45,4 +45,4 @@ bench:
 
 load: build
 	$(GO) build -o bin/imbridge-load ./cmd/imbridge-load
-	./bin/imbridge-load -binary $(BIN)
+	./bin/imbridge-load -binary $(BIN) -c 64
