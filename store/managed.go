@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -24,9 +25,18 @@ var ErrNoServerBinary = errors.New("no clickhouse-server binary found on PATH: i
 type Managed struct {
 	dir    string
 	port   int
+	bin    string
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	proc    *process // the running server
+	stopped bool     // Stop was called: Supervise must not restart
+}
+
+// process is one run of clickhouse-server.
+type process struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
-	logger *slog.Logger
 }
 
 // ManagedOptions configures StartManaged.
@@ -90,9 +100,9 @@ func StartManaged(ctx context.Context, opts ManagedOptions) (*Managed, error) {
 				return nil, fmt.Errorf("managed clickhouse: free port: %w", err)
 			}
 		}
-		m, err := launch(ctx, bin, dir, port, logger)
+		proc, err := launch(ctx, bin, dir, port, logger)
 		if err == nil {
-			return m, nil
+			return &Managed{dir: dir, port: port, bin: bin, logger: logger, proc: proc}, nil
 		}
 		lastErr = err
 		if ctx.Err() != nil {
@@ -102,7 +112,7 @@ func StartManaged(ctx context.Context, opts ManagedOptions) (*Managed, error) {
 	return nil, lastErr
 }
 
-func launch(ctx context.Context, bin, dir string, port int, logger *slog.Logger) (*Managed, error) {
+func launch(ctx context.Context, bin, dir string, port int, logger *slog.Logger) (*process, error) {
 	if err := writeServerConfig(dir, port); err != nil {
 		return nil, err
 	}
@@ -124,32 +134,33 @@ func launch(ctx context.Context, bin, dir string, port int, logger *slog.Logger)
 		logFile.Close()
 		return nil, fmt.Errorf("managed clickhouse: start %s: %w", bin, err)
 	}
-	m := &Managed{dir: dir, port: port, cmd: cmd, exited: make(chan struct{}), logger: logger}
+	p := &process{cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		logFile.Close()
-		close(m.exited)
+		close(p.exited)
 	}()
-	_ = os.WriteFile(m.pidFile(), []byte(strconv.Itoa(cmd.Process.Pid)), 0o640)
+	_ = os.WriteFile(filepath.Join(dir, "server.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o640)
 
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if c, err := net.DialTimeout("tcp", m.Addr(), 200*time.Millisecond); err == nil {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
 			c.Close()
-			logger.Info("managed clickhouse started", "addr", m.Addr(), "dir", dir, "pid", cmd.Process.Pid)
-			return m, nil
+			logger.Info("managed clickhouse started", "addr", addr, "dir", dir, "pid", cmd.Process.Pid)
+			return p, nil
 		}
 		select {
-		case <-m.exited:
+		case <-p.exited:
 			return nil, fmt.Errorf("managed clickhouse exited at start-up: %s", tail(logPath))
 		case <-ctx.Done():
-			_ = m.Stop(context.Background())
+			p.stop(context.Background())
 			return nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			_ = m.Stop(context.Background())
-			return nil, fmt.Errorf("managed clickhouse did not answer on %s within 60s: %s", m.Addr(), tail(logPath))
+			p.stop(context.Background())
+			return nil, fmt.Errorf("managed clickhouse did not answer on %s within 60s: %s", addr, tail(logPath))
 		}
 	}
 }
@@ -163,35 +174,92 @@ func (m *Managed) Port() int { return m.port }
 // DSN is a native-protocol DSN for database db on this server.
 func (m *Managed) DSN(db string) string { return "clickhouse://" + m.Addr() + "/" + db }
 
-// Pid is the server's process id.
-func (m *Managed) Pid() int { return m.cmd.Process.Pid }
+// Pid is the running server's process id.
+func (m *Managed) Pid() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.proc.cmd.Process.Pid
+}
 
-// Exited is closed when the server process has ended.
-func (m *Managed) Exited() <-chan struct{} { return m.exited }
+// Exited is closed when the running server process has ended.
+func (m *Managed) Exited() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.proc.exited
+}
+
+// Supervise restarts the server, on the same port and data, whenever it ends
+// without Stop having been called (crashed, killed, out of memory), until ctx
+// ends. Connections in the driver's pool reconnect by themselves.
+func (m *Managed) Supervise(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.Exited():
+		}
+		m.mu.Lock()
+		stopped := m.stopped
+		m.mu.Unlock()
+		if stopped || ctx.Err() != nil {
+			return
+		}
+		m.logger.Error("managed clickhouse exited unexpectedly; restarting it", "dir", m.dir, "port", m.port)
+		proc, err := launch(ctx, m.bin, m.dir, m.port, m.logger)
+		if err != nil {
+			m.logger.Error("restarting managed clickhouse failed; retrying", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 10*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		m.mu.Lock()
+		if m.stopped {
+			m.mu.Unlock()
+			proc.stop(context.Background())
+			return
+		}
+		m.proc = proc
+		m.mu.Unlock()
+	}
+}
 
 // Stop asks the server to shut down (SIGTERM) and waits for it, killing it if
 // it has not ended when ctx expires or after 30 seconds.
 func (m *Managed) Stop(ctx context.Context) error {
-	select {
-	case <-m.exited:
-		return nil
-	default:
-	}
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	timer := time.NewTimer(30 * time.Second)
-	defer timer.Stop()
-	select {
-	case <-m.exited:
-	case <-ctx.Done():
-		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-		<-m.exited
-	case <-timer.C:
-		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-		<-m.exited
-	}
+	m.mu.Lock()
+	m.stopped = true
+	p := m.proc
+	m.mu.Unlock()
+	p.stop(ctx)
 	_ = os.Remove(m.pidFile())
 	m.logger.Info("managed clickhouse stopped", "dir", m.dir)
 	return nil
+}
+
+func (p *process) stop(ctx context.Context) {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	timer := time.NewTimer(30 * time.Second)
+	defer timer.Stop()
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.exited
+	case <-timer.C:
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.exited
+	}
 }
 
 func (m *Managed) pidFile() string { return filepath.Join(m.dir, "server.pid") }

@@ -333,3 +333,52 @@ func TestFullSpoolAnswers503UntilClickHouseReturns(t *testing.T) {
 		}
 	}
 }
+
+func TestManagedClickHouseKilledIsRestarted(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir, "")
+	acks := newAckSet()
+	var refused sync.Map
+	var next atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := load(ctx, s.base, 8, func() int64 { return next.Add(1) }, acks, &refused)
+	waitFor(t, 30*time.Second, "load to start", func() bool { return len(acks.snapshot()) > 200 })
+
+	pidFile := filepath.Join(dir, "clickhouse", "server.pid")
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldPid := strings.TrimSpace(string(raw))
+	if err := exec.Command("kill", "-9", oldPid).Run(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "a new clickhouse-server", func() bool {
+		raw, err := os.ReadFile(pidFile)
+		return err == nil && strings.TrimSpace(string(raw)) != oldPid
+	})
+	waitFor(t, 60*time.Second, "readiness after the restart", func() bool {
+		resp, err := client.Get(s.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	before := len(acks.snapshot())
+	waitFor(t, 30*time.Second, "more load after the restart", func() bool { return len(acks.snapshot()) > before+200 })
+	cancel()
+	wg.Wait()
+	refused.Range(func(k, v any) bool {
+		t.Errorf("msgid %v refused: %v", k, v)
+		return true
+	})
+	want := acks.snapshot()
+	seen := pullAllFrom(t, s.base, want, 90*time.Second)
+	for id := range want {
+		if seen[id] != 1 {
+			t.Errorf("msgid %d delivered %d times, want once", id, seen[id])
+		}
+	}
+	t.Logf("%d acknowledged around a kill -9 of the managed ClickHouse", len(want))
+}

@@ -45,11 +45,23 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer ln.Close()
 
-	st, _, closeStore, err := openStore(ctx, cfg.Config, logger)
+	st, managed, closeStore, err := openStore(ctx, cfg.Config, logger)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
+	if managed != nil {
+		superviseCtx, stopSupervising := context.WithCancel(context.Background())
+		supervised := make(chan struct{})
+		go func() {
+			defer close(supervised)
+			managed.Supervise(superviseCtx)
+		}()
+		defer func() {
+			stopSupervising()
+			<-supervised
+		}()
+	}
 
 	sp, err := spool.Open(spool.Options{
 		Dir: filepath.Join(cfg.DataDir, "spool"), MaxBytes: cfg.Spool.MaxBytes,
