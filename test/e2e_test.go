@@ -382,3 +382,24 @@ func TestManagedClickHouseKilledIsRestarted(t *testing.T) {
 	}
 	t.Logf("%d acknowledged around a kill -9 of the managed ClickHouse", len(want))
 }
+
+func TestPullServesFromTheCutoff(t *testing.T) {
+	// textLine(id) is created at 1700000000000+id ms; the cutoff falls between 10 and 11.
+	cutoff := time.UnixMilli(1700000000000 + 11).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	s := startServer(t, t.TempDir(), storetest.NewDSN(t), "IMBRIDGE_MIGRATION_CUTOFF="+cutoff)
+	var body strings.Builder
+	for id := int64(1); id <= 20; id++ {
+		body.WriteString(textLine(id) + "\n")
+	}
+	if code, resp, _ := postNative(s.base, body.String()); code != 200 {
+		t.Fatalf("post: %d %s", code, resp)
+	}
+	want := map[int64]bool{}
+	for id := int64(11); id <= 20; id++ {
+		want[id] = true
+	}
+	seen := pullAllFrom(t, s.base, want, 30*time.Second)
+	if len(seen) != 10 {
+		t.Errorf("pulled %v, want exactly msgids 11–20 (created at or after the cutoff)", seen)
+	}
+}
