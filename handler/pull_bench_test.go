@@ -1,16 +1,11 @@
 package handler
 
 import (
-	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/imbridge/imbridge/store"
 	"github.com/imbridge/imbridge/store/storetest"
 )
 
@@ -18,20 +13,8 @@ import (
 // a real ClickHouse: 200 000 lines per pull.
 func BenchmarkPull(b *testing.B) {
 	st := storetest.Open(b)
-	ctx := context.Background()
 	const n = 200000
-	body := strings.Repeat("消息", 20)
-	for lo := 1; lo <= n; lo += 50000 {
-		var rows []store.Message
-		for i := lo; i < lo+50000; i++ {
-			rows = append(rows, store.Message{Seq: uint64(i), Source: "bench", Scene: "p2p", MsgID: int64(i), From: "a", To: "b",
-				CreateTime: 1700000000000, ClientType: 2, ReceivedAt: time.Now().UnixMilli(),
-				Line: fmt.Sprintf(`{"data":{"ext":"","clientType":"2","createTime":1700000000000,"msgid":%d,"from":"a","to":"b","body":"%s"},"type":0}`, i, body)})
-		}
-		if err := st.InsertMessages(ctx, rows); err != nil {
-			b.Fatal(err)
-		}
-	}
+	storetest.InsertLines(b, st, n)
 	srv := httptest.NewServer(newTestServer(&fakeIngester{}, st, n, PullConfig{}))
 	defer srv.Close()
 	b.ResetTimer()

@@ -231,28 +231,16 @@ func (m *Message) fromWire(d *wireData) error {
 		}
 		m.From, m.To = *d.From, *d.To
 	}
-	if d.MsgID == nil {
-		return fieldErr("data.msgid", "required")
+	var err error
+	if m.MsgID, err = requiredInt("data.msgid", d.MsgID, "", "an integer that fits in 63 bits"); err != nil {
+		return err
 	}
-	id, ok := parseInt(d.MsgID)
-	if !ok {
-		return fieldErr("data.msgid", "%s is not an integer that fits in 63 bits", d.MsgID)
+	if m.CreateTime, err = requiredInt("data.createTime", d.CreateTime, " (epoch milliseconds)", "an integer (epoch milliseconds)"); err != nil {
+		return err
 	}
-	m.MsgID = id
-	if d.CreateTime == nil {
-		return fieldErr("data.createTime", "required (epoch milliseconds)")
-	}
-	ct, ok := parseInt(d.CreateTime)
-	if !ok {
-		return fieldErr("data.createTime", "%s is not an integer (epoch milliseconds)", d.CreateTime)
-	}
-	m.CreateTime = ct
-	if d.ClientType == nil {
-		return fieldErr("data.clientType", "required (1 AOS, 2 iOS, 4 PC, 8 WINPHONE, 16 WEB, 32 REST, 64 MAC)")
-	}
-	c, ok := parseInt(d.ClientType)
-	if !ok {
-		return fieldErr("data.clientType", "%s is not an integer", d.ClientType)
+	c, err := requiredInt("data.clientType", d.ClientType, " (1 AOS, 2 iOS, 4 PC, 8 WINPHONE, 16 WEB, 32 REST, 64 MAC)", "an integer")
+	if err != nil {
+		return err
 	}
 	m.ClientType = ClientType(c)
 	if d.Body != nil {
@@ -284,6 +272,19 @@ func (m *Message) fromWire(d *wireData) error {
 		m.Attach = a
 	}
 	return nil
+}
+
+// requiredInt reads a required integer field given as a number or a string
+// of digits.
+func requiredInt(field string, raw json.RawMessage, hint, what string) (int64, error) {
+	if raw == nil {
+		return 0, fieldErr(field, "required%s", hint)
+	}
+	v, ok := parseInt(raw)
+	if !ok {
+		return 0, fieldErr(field, "%s is not %s", raw, what)
+	}
+	return v, nil
 }
 
 // decodeExt accepts a string, or any other JSON value, which is kept as its

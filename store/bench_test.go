@@ -2,10 +2,7 @@ package store_test
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/imbridge/imbridge/store"
 	"github.com/imbridge/imbridge/store/storetest"
@@ -17,19 +14,7 @@ func BenchmarkStreamLines(b *testing.B) {
 	s := storetest.Open(b)
 	ctx := context.Background()
 	const n = 200000
-	body := strings.Repeat("消息", 20)
-	for lo := 1; lo <= n; lo += 50000 {
-		var rows []store.Message
-		for i := lo; i < lo+50000; i++ {
-			r := store.Message{Seq: uint64(i), Source: "bench", Scene: "p2p", MsgID: int64(i), From: "a", To: "b",
-				CreateTime: 1700000000000, ClientType: 2, ReceivedAt: time.Now().UnixMilli()}
-			r.Line = fmt.Sprintf(`{"data":{"ext":"","clientType":"2","createTime":1700000000000,"msgid":%d,"from":"a","to":"b","body":"%s"},"type":0}`, i, body)
-			rows = append(rows, r)
-		}
-		if err := s.InsertMessages(ctx, rows); err != nil {
-			b.Fatal(err)
-		}
-	}
+	storetest.InsertLines(b, s, n)
 	b.ResetTimer()
 	for b.Loop() {
 		count, size := 0, 0

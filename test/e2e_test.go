@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imbridge/imbridge/store"
 	"github.com/imbridge/imbridge/store/storetest"
 )
 
@@ -132,15 +131,8 @@ func TestKill9DuringLoadLosesNothingAcknowledged(t *testing.T) {
 }
 
 func TestClickHouseOutageKeepsAcceptingAndDeliversEverything(t *testing.T) {
-	// A ClickHouse of its own, so it can be stopped and started on the same port.
-	chDir := t.TempDir()
-	ch, err := store.StartManaged(context.Background(), store.ManagedOptions{Dir: chDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ch.Port()
-	t.Cleanup(func() { _ = ch.Stop(context.Background()) })
-	s := startServer(t, t.TempDir(), ch.DSN("outage"))
+	ch := newStoppableClickHouse(t)
+	s := startServer(t, t.TempDir(), ch.dsn("outage"))
 
 	acks := newAckSet()
 	var refused sync.Map
@@ -149,19 +141,14 @@ func TestClickHouseOutageKeepsAcceptingAndDeliversEverything(t *testing.T) {
 	wg := load(ctx, s.base, 8, func() int64 { return next.Add(1) }, acks, &refused)
 	waitFor(t, 30*time.Second, "load to start", func() bool { return len(acks.snapshot()) > 200 })
 
-	if err := ch.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	ch.stop()
 	before := len(acks.snapshot())
 	outage := time.Now()
 	waitFor(t, 60*time.Second, "ingest to go on during the outage", func() bool {
 		return len(acks.snapshot()) > before+2000 && time.Since(outage) > 20*time.Second
 	})
 	during := len(acks.snapshot()) - before
-	ch, err = store.StartManaged(context.Background(), store.ManagedOptions{Dir: chDir, Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch.start()
 	waitFor(t, 30*time.Second, "more load after the outage", func() bool { return len(acks.snapshot()) > before+during+200 })
 	cancel()
 	wg.Wait()
@@ -271,17 +258,9 @@ func TestConcurrentPullsNeverSkip(t *testing.T) {
 }
 
 func TestFullSpoolAnswers503UntilClickHouseReturns(t *testing.T) {
-	chDir := t.TempDir()
-	ch, err := store.StartManaged(context.Background(), store.ManagedOptions{Dir: chDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ch.Port()
-	t.Cleanup(func() { _ = ch.Stop(context.Background()) })
-	s := startServer(t, t.TempDir(), ch.DSN("full"), "IMBRIDGE_SPOOL_MAX_BYTES=1MiB")
-	if err := ch.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	ch := newStoppableClickHouse(t)
+	s := startServer(t, t.TempDir(), ch.dsn("full"), "IMBRIDGE_SPOOL_MAX_BYTES=1MiB")
+	ch.stop()
 	acks := map[int64]bool{}
 	var id int64
 	var refusal string
@@ -316,10 +295,7 @@ func TestFullSpoolAnswers503UntilClickHouseReturns(t *testing.T) {
 	}
 	t.Logf("%d messages acknowledged before the 1 MiB spool filled", len(acks))
 
-	ch, err = store.StartManaged(context.Background(), store.ManagedOptions{Dir: chDir, Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch.start()
 	// The refused message is accepted once the loader has made room.
 	waitFor(t, 60*time.Second, "the refused message to be accepted", func() bool {
 		code, _, err := postNative(s.base, textLine(id))

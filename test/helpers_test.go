@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imbridge/imbridge/store"
 	"github.com/imbridge/imbridge/store/storetest"
 )
 
@@ -347,4 +348,39 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// stoppableClickHouse is a ClickHouse of a test's own, so the test can stop it
+// and start it again on the same port and data, under a running imbridge.
+type stoppableClickHouse struct {
+	t    testing.TB
+	dir  string
+	port int
+	m    *store.Managed
+}
+
+func newStoppableClickHouse(t testing.TB) *stoppableClickHouse {
+	t.Helper()
+	c := &stoppableClickHouse{t: t, dir: t.TempDir()}
+	c.start()
+	t.Cleanup(func() { _ = c.m.Stop(context.Background()) })
+	return c
+}
+
+func (c *stoppableClickHouse) dsn(db string) string { return c.m.DSN(db) }
+
+func (c *stoppableClickHouse) start() {
+	c.t.Helper()
+	m, err := store.StartManaged(context.Background(), store.ManagedOptions{Dir: c.dir, Port: c.port})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.m, c.port = m, m.Port()
+}
+
+func (c *stoppableClickHouse) stop() {
+	c.t.Helper()
+	if err := c.m.Stop(context.Background()); err != nil {
+		c.t.Fatal(err)
+	}
 }
