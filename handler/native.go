@@ -35,8 +35,8 @@ func handleNative(logger *slog.Logger, m *metrics.Metrics, in ingester, token st
 			writeError(c, logger, &Error{Status: http.StatusUnauthorized, Msg: "missing or wrong bearer token"})
 			return
 		}
-		body, err := readBody(c, maxBody, "application/json", "application/x-ndjson", "application/jsonl",
-			"application/x-jsonlines", "application/jsonlines", "text/plain")
+		body, err := readBody(c, maxBody, "application/json", "application/x-ndjson", "application/ndjson",
+			"application/jsonl", "application/x-jsonlines", "application/jsonlines", "application/x-json-stream", "text/plain")
 		if err != nil {
 			writeError(c, logger, err)
 			return

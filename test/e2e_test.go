@@ -168,7 +168,8 @@ func TestClickHouseOutageKeepsAcceptingAndDeliversEverything(t *testing.T) {
 }
 
 func TestConcurrentPullsNeverSkip(t *testing.T) {
-	s := startServer(t, t.TempDir(), storetest.NewDSN(t))
+	dsn := storetest.NewDSN(t)
+	s := startServer(t, t.TempDir(), dsn)
 	acks := newAckSet()
 	var next atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
@@ -237,6 +238,7 @@ func TestConcurrentPullsNeverSkip(t *testing.T) {
 	})
 	close(stop)
 	pw.Wait()
+	seqOf := seqsByMsgID(t, dsn)
 	for p, r := range results {
 		if !sort.SliceIsSorted(r.cursors, func(i, j int) bool { return r.cursors[i] < r.cursors[j] }) {
 			t.Errorf("puller %d: stored cursor went backwards", p)
@@ -251,6 +253,14 @@ func TestConcurrentPullsNeverSkip(t *testing.T) {
 			}
 		}
 		t.Logf("puller %d: %d messages in %d pulls", p, len(r.ids), len(r.cursors))
+		// Cursor after cursor, the lines came in seq order.
+		for i := 1; i < len(r.ids); i++ {
+			if seqOf[r.ids[i]] <= seqOf[r.ids[i-1]] {
+				t.Errorf("puller %d: msgid %d (seq %d) came after msgid %d (seq %d)", p,
+					r.ids[i], seqOf[r.ids[i]], r.ids[i-1], seqOf[r.ids[i-1]])
+				break
+			}
+		}
 	}
 	if n := unavailable.Load(); n > 0 {
 		t.Logf("%d pulls answered 503 and were retried", n)

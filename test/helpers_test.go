@@ -384,3 +384,29 @@ func (c *stoppableClickHouse) stop() {
 		c.t.Fatal(err)
 	}
 }
+
+// seqsByMsgID reads from ClickHouse the seq each msgid was given.
+func seqsByMsgID(tb testing.TB, dsn string) map[int64]uint64 {
+	tb.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, dsn, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer st.Close()
+	rows, err := st.Conn().Query(ctx, "SELECT msgid, seq FROM messages")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[int64]uint64{}
+	for rows.Next() {
+		var id int64
+		var seq uint64
+		if err := rows.Scan(&id, &seq); err != nil {
+			tb.Fatal(err)
+		}
+		out[id] = seq
+	}
+	return out
+}
