@@ -71,9 +71,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer sp.Close()
-	if err := prepareSpool(ctx, sp, st, cfg.Spool.DedupWindow); err != nil {
+	started := time.Now()
+	remembered, err := prepareSpool(ctx, sp, st, cfg.Spool.DedupWindow)
+	if err != nil {
 		return err
 	}
+	logger.Info("de-duplication window restored", "messages", remembered, "window", cfg.Spool.DedupWindow,
+		"took", time.Since(started).Round(time.Millisecond), "next_seq", sp.LastSeq()+1)
 
 	ld := loader.New(sp, st, loader.Options{Logger: logger})
 	loadCtx, stopLoading := context.WithCancel(context.Background())
@@ -146,18 +150,20 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 // prepareSpool makes new seqs follow what ClickHouse holds and remembers the
 // messages received within the de-duplication window, so the window survives
 // restarts.
-func prepareSpool(ctx context.Context, sp *spool.Spool, st *store.Store, window time.Duration) error {
+func prepareSpool(ctx context.Context, sp *spool.Spool, st *store.Store, window time.Duration) (int, error) {
 	max, err := st.MaxSeq(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := sp.SetFloor(max); err != nil {
-		return err
+		return 0, err
 	}
 	if window <= 0 {
-		return nil
+		return 0, nil
 	}
-	return st.RecentIdentities(ctx, time.Now().Add(-window), func(id store.Identity) {
+	n := 0
+	err = st.RecentIdentities(ctx, time.Now().Add(-window), func(id store.Identity) {
+		n++
 		scene := message.P2P
 		if id.Scene == message.Team.String() {
 			scene = message.Team
@@ -165,6 +171,7 @@ func prepareSpool(ctx context.Context, sp *spool.Spool, st *store.Store, window 
 		sp.Remember(message.Identity{Scene: scene, MsgID: id.MsgID, From: id.From, To: id.To, TID: id.TID,
 			CreateTime: id.CreateTime}.DedupKey(id.Source))
 	})
+	return n, err
 }
 
 func registerGauges(m *metrics.Metrics, sp *spool.Spool, ld *loader.Loader) {
