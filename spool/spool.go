@@ -17,8 +17,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -91,6 +93,7 @@ type pending struct {
 type Spool struct {
 	log      *wal.WAL
 	meta     *metadb.BoltMetaDB
+	lock     *os.File // flock'd: one process per spool
 	logger   *slog.Logger
 	maxBytes int64
 	reqs     chan *pending
@@ -136,17 +139,23 @@ func Open(opts Options) (*Spool, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
+	lock, err := lockDir(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
 	// raft-wal's Close leaves its meta store open (and its file locked), so
 	// the spool owns the meta store and closes it itself.
 	meta := &metadb.BoltMetaDB{}
 	log, err := wal.Open(opts.Dir, wal.WithSegmentSize(32<<20), wal.WithMetaStore(meta))
 	if err != nil {
 		meta.Close()
+		lock.Close()
 		return nil, fmt.Errorf("spool: open %s: %w", opts.Dir, err)
 	}
 	s := &Spool{
 		log:      log,
 		meta:     meta,
+		lock:     lock,
 		logger:   logger,
 		maxBytes: opts.MaxBytes,
 		reqs:     make(chan *pending, maxGroup),
@@ -158,6 +167,7 @@ func Open(opts Options) (*Spool, error) {
 	fail := func(err error) (*Spool, error) {
 		log.Close()
 		meta.Close()
+		lock.Close()
 		return nil, err
 	}
 	first, err := log.FirstIndex()
@@ -522,9 +532,26 @@ func (s *Spool) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.stopped
-		err = errors.Join(s.log.Close(), s.meta.Close())
+		err = errors.Join(s.log.Close(), s.meta.Close(), s.lock.Close())
 	})
 	return err
+}
+
+// ErrLocked is returned by Open when another process has the spool open.
+var ErrLocked = errors.New("spool is in use by another imbridge process")
+
+// lockDir takes an exclusive, non-blocking lock on dir/LOCK, so a second
+// process fails at once instead of waiting forever on the log's meta store.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w (%s): stop it, or give this one its own data_dir", ErrLocked, dir)
+	}
+	return f, nil
 }
 
 // An entry on disk is the 16-byte de-duplication key followed by the row.

@@ -287,3 +287,15 @@ func TestReadServesRecentRecordsFromMemoryAndOlderFromDisk(t *testing.T) {
 		t.Errorf("after release, Read(13) = %v", es)
 	}
 }
+
+func TestSecondProcessIsRefusedAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, Options{})
+	_, err := Open(Options{Dir: dir})
+	if !errors.Is(err, ErrLocked) {
+		t.Errorf("second Open = %v, want ErrLocked", err)
+	}
+	s.Close()
+	s = mustOpen(t, dir, Options{}) // the lock goes with Close
+	s.Close()
+}
