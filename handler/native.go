@@ -174,10 +174,14 @@ func readBody(c *gin.Context, maxBody int64, types ...string) ([]byte, error) {
 	default:
 		return nil, &Error{Status: http.StatusUnsupportedMediaType, Msg: sprintf("Content-Encoding %q is not supported; use gzip or none", enc)}
 	}
-	body, err := io.ReadAll(io.LimitReader(r, maxBody+1))
-	if err != nil {
+	var buf bytes.Buffer
+	if cl := c.Request.ContentLength; cl > 0 && cl <= maxBody && r == io.Reader(c.Request.Body) {
+		buf.Grow(int(cl) + 1) // one allocation for the common, plain body
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r, maxBody+1)); err != nil {
 		return nil, badRequest("reading the body: %v", err)
 	}
+	body := buf.Bytes()
 	if int64(len(body)) > maxBody {
 		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Msg: sprintf("body larger than %d bytes (ingest.max_body_bytes); send fewer messages per request", maxBody)}
 	}

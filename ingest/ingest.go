@@ -50,10 +50,7 @@ func Records(msgs []message.Message, received time.Time) []spool.Record {
 		if attach = attachColumn(attach[:0], m); len(attach) > 0 {
 			row.Attach = string(attach)
 		}
-		recs[i] = spool.Record{
-			Key:  m.Identity().DedupKey(m.Source),
-			Data: row.AppendBinary(nil),
-		}
+		recs[i] = spool.NewRecord(m.Identity().DedupKey(m.Source), row.BinarySize(), row.AppendBinary)
 	}
 	return recs
 }

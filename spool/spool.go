@@ -42,11 +42,23 @@ var (
 	ErrFailed = errors.New("spool write failed")
 )
 
-// Record is one message to spool: its de-duplication key and its encoded row.
+// Record is one message to spool: its de-duplication key and its encoded
+// row, laid out as the log stores it (key first). Make one with NewRecord.
 type Record struct {
-	Key  message.DedupKey
-	Data []byte
+	Key   message.DedupKey
+	entry []byte // Key followed by the row
 }
+
+// NewRecord builds a record in one allocation: fill appends the row to the
+// slice it is given (about sizeHint bytes are reserved for it).
+func NewRecord(key message.DedupKey, sizeHint int, fill func(dst []byte) []byte) Record {
+	b := make([]byte, len(key), len(key)+sizeHint)
+	copy(b, key[:])
+	return Record{Key: key, entry: fill(b)}
+}
+
+// Data is the record's row.
+func (r Record) Data() []byte { return r.entry[len(r.Key):] }
 
 // Entry is a spooled record with its seq.
 type Entry struct {
@@ -306,7 +318,7 @@ func (s *Spool) commit(group []*pending) {
 			}
 			s.dedup.add(r.Key)
 			added = append(added, r.Key)
-			data := encodeEntry(r)
+			data := r.entry
 			need += int64(len(data))
 			entries = append(entries, &raft.Log{Index: next + uint64(len(entries)), Data: data})
 		}
@@ -555,12 +567,6 @@ func lockDir(dir string) (*os.File, error) {
 }
 
 // An entry on disk is the 16-byte de-duplication key followed by the row.
-func encodeEntry(r Record) []byte {
-	b := make([]byte, 0, 16+len(r.Data))
-	b = append(b, r.Key[:]...)
-	return append(b, r.Data...)
-}
-
 func decodeEntry(seq uint64, b []byte) (Entry, error) {
 	if len(b) < 16 {
 		return Entry{}, errors.New("entry shorter than its key")
@@ -568,6 +574,6 @@ func decodeEntry(seq uint64, b []byte) (Entry, error) {
 	var e Entry
 	e.Seq = seq
 	copy(e.Key[:], b[:16])
-	e.Data = append([]byte(nil), b[16:]...)
+	e.Data = append([]byte(nil), b[16:]...) // b may be the log's pooled buffer
 	return e, nil
 }

@@ -18,7 +18,9 @@ func key(i int) message.DedupKey {
 	return message.Identity{Scene: message.P2P, MsgID: int64(i), From: "a", To: "b", CreateTime: 1}.DedupKey("test")
 }
 
-func rec(i int) Record { return Record{Key: key(i), Data: []byte(fmt.Sprintf("record-%d", i))} }
+func rec(i int) Record {
+	return NewRecord(key(i), 16, func(b []byte) []byte { return fmt.Appendf(b, "record-%d", i) })
+}
 
 func mustOpen(tb testing.TB, dir string, opts Options) *Spool {
 	tb.Helper()

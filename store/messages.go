@@ -56,6 +56,15 @@ func (m *Message) AppendBinary(dst []byte) []byte {
 	return binary.AppendVarint(dst, m.ReceivedAt)
 }
 
+// BinarySize is about how many bytes AppendBinary appends (never less).
+func (m *Message) BinarySize() int {
+	n := 1 + 1 + 1 + 3*binary.MaxVarintLen64 + 3*binary.MaxVarintLen64 + 2*binary.MaxVarintLen64
+	for _, s := range []string{m.Source, m.SourceMsgID, m.Scene, m.From, m.To, m.Accid2, m.Body, m.Attach, m.Ext, m.Line} {
+		n += binary.MaxVarintLen64 + len(s)
+	}
+	return n
+}
+
 func appendString(dst []byte, s string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
 	return append(dst, s...)

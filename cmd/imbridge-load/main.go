@@ -33,6 +33,9 @@ import (
 	"github.com/imbridge/imbridge/store"
 )
 
+// imbridgeEnv is added to the environment of the imbridge processes.
+var imbridgeEnv []string
+
 const (
 	pullToken   = "load-pull-token"
 	nativeToken = "load-native-token"
@@ -51,6 +54,13 @@ func run() error {
 	dur := flag.Duration("d", 10*time.Second, "duration of each ingest measurement")
 	pullN := flag.Int("pull", 1000000, "messages for the pull measurement (0 skips it)")
 	noop := flag.String("serve-noop", "", "internal: serve a do-nothing gin handler on this address")
+	flag.Func("env", "extra `KEY=VALUE` for the imbridge processes only (repeatable), e.g. GOGC=200", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return errors.New("want KEY=VALUE")
+		}
+		imbridgeEnv = append(imbridgeEnv, v)
+		return nil
+	})
 	flag.Parse()
 	if *noop != "" {
 		return serveNoop(*noop)
@@ -163,6 +173,7 @@ func startImbridge(binary, dataDir, dsn string) (*exec.Cmd, string, error) {
 	cmd.Env = append(os.Environ(), "IMBRIDGE_LISTEN="+addr, "IMBRIDGE_DATA_DIR="+dataDir,
 		"IMBRIDGE_CLICKHOUSE_DSN="+dsn, "IMBRIDGE_PULL_TOKEN="+pullToken,
 		"IMBRIDGE_SOURCES_NATIVE_TOKEN="+nativeToken, "IMBRIDGE_LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Env, imbridgeEnv...)
 	if p := os.Getenv("IMBRIDGE_LOAD_PPROF"); p != "" {
 		cmd.Env = append(cmd.Env, "IMBRIDGE_DEBUG_PPROF_LISTEN="+p)
 	}
