@@ -103,8 +103,11 @@ func run() error {
 			return err
 		}
 		stop := func() { _ = imb.Process.Signal(syscall.SIGTERM); _ = imb.Wait() }
+		commits0 := metric(base, "imbridge_spool_commits_total")
 		durable := drive(base+"/v1/callbacks/native", *conc, *dur, &next, true)
+		commits := metric(base, "imbridge_spool_commits_total") - commits0
 		durable.print(filepath.Base(binary) + " durable ingest")
+		fmt.Printf("%-34s %.0f fsync'd groups, %.1f messages per fsync\n", "", commits, float64(durable.n)/commits)
 		fmt.Printf("%-34s %.0f%% of the no-op handler\n", "", 100*durable.rate()/baseline.rate())
 		want := len(durable.acked)
 		got, missing, err := verify(base, durable.acked)
