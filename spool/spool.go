@@ -92,6 +92,7 @@ type Stats struct {
 	Duplicates uint64
 	Refused    uint64 // refused because full
 	Commits    uint64 // fsync'd batches
+	DedupKeys  int    // keys remembered for de-duplication
 }
 
 type pending struct {
@@ -530,10 +531,12 @@ func (s *Spool) Stats() Stats {
 	if len(s.sizes) == 0 {
 		first = 0
 	}
+	keys := s.dedup.len()
 	s.mu.Unlock()
 	return Stats{
 		Bytes: s.bytes.Load(), FirstSeq: first, LastSeq: s.last.Load(),
 		Records: s.records.Load(), Duplicates: s.dups.Load(), Refused: s.refused.Load(), Commits: s.commits.Load(),
+		DedupKeys: keys,
 	}
 }
 
