@@ -29,13 +29,30 @@ type Store struct {
 	conn     driver.Conn
 	database string
 	logger   *slog.Logger
+	opts     *clickhouse.Options
 }
 
 var dbName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Open connects to the server named by dsn (clickhouse://host:port/db),
 // creates the database when it is missing and applies the schema migrations.
+// Returns an error wrapping ErrUnavailable when the server does not answer.
 func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
+	s, err := New(dsn, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Prepare(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// New returns a store for dsn without contacting the server; call Prepare
+// before using it. serve uses the two steps to start while ClickHouse is
+// away.
+func New(dsn string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -50,7 +67,6 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 	if !dbName.MatchString(db) {
 		return nil, fmt.Errorf("clickhouse dsn: database name %q must be letters, digits and _", db)
 	}
-	opts.Auth.Database = ""
 	opts.DialTimeout = 5 * time.Second
 	opts.ReadTimeout = 5 * time.Minute
 	opts.MaxOpenConns = 16
@@ -60,31 +76,32 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 	if opts.Settings == nil {
 		opts.Settings = clickhouse.Settings{}
 	}
-	boot, err := clickhouse.Open(opts)
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse open: %w", err)
-	}
-	if err := boot.Ping(ctx); err != nil {
-		boot.Close()
-		return nil, fmt.Errorf("%w: ping %s: %v", ErrUnavailable, strings.Join(opts.Addr, ","), err)
-	}
-	if err := boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
-		boot.Close()
-		return nil, fmt.Errorf("create database %s: %w", db, err)
-	}
-	boot.Close()
-
 	opts.Auth.Database = db
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse open: %w", err)
 	}
-	s := &Store{conn: conn, database: db, logger: logger}
-	if err := s.Migrate(ctx); err != nil {
-		conn.Close()
-		return nil, err
+	return &Store{conn: conn, database: db, logger: logger, opts: opts}, nil
+}
+
+// Prepare creates the database when it is missing and applies the schema
+// migrations. Returns an error wrapping ErrUnavailable when the server does
+// not answer.
+func (s *Store) Prepare(ctx context.Context) error {
+	bootOpts := *s.opts
+	bootOpts.Auth.Database = ""
+	boot, err := clickhouse.Open(&bootOpts)
+	if err != nil {
+		return fmt.Errorf("clickhouse open: %w", err)
 	}
-	return s, nil
+	defer boot.Close()
+	if err := boot.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: ping %s: %v", ErrUnavailable, strings.Join(s.opts.Addr, ","), err)
+	}
+	if err := boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.database); err != nil {
+		return fmt.Errorf("create database %s: %w", s.database, err)
+	}
+	return s.Migrate(ctx)
 }
 
 // Database is the database this store uses.

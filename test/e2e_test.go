@@ -389,3 +389,41 @@ func TestPullServesFromTheCutoff(t *testing.T) {
 		t.Errorf("pulled %v, want exactly msgids 11–20 (created at or after the cutoff)", seen)
 	}
 }
+
+func TestStartsAndAcceptsWhileClickHouseIsDown(t *testing.T) {
+	ch := newStoppableClickHouse(t)
+	s := startServer(t, t.TempDir(), ch.dsn("down_at_start"))
+	acks := map[int64]bool{}
+	post := func(id int64) {
+		t.Helper()
+		if code, body, err := postNative(s.base, textLine(id)); err != nil || code != 200 {
+			t.Fatalf("post %d: %d %s %v", id, code, body, err)
+		}
+		acks[id] = true
+	}
+	for id := int64(1); id <= 50; id++ {
+		post(id)
+	}
+	ch.stop()
+	s.kill() // kill -9 while ClickHouse is down
+	s.waitFor = "/healthz"
+	s.start() // ClickHouse still down: imbridge must come up and take callbacks
+	resp, err := client.Get(s.base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("/readyz = %d with ClickHouse down, want 503", resp.StatusCode)
+	}
+	for id := int64(51); id <= 100; id++ {
+		post(id)
+	}
+	ch.start()
+	seen := pullAllFrom(t, s.base, acks, 90*time.Second)
+	for id := range acks {
+		if seen[id] != 1 {
+			t.Errorf("msgid %d delivered %d times, want once", id, seen[id])
+		}
+	}
+}

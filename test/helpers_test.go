@@ -59,6 +59,7 @@ type server struct {
 	env     []string
 	logPath string
 	exited  chan struct{}
+	waitFor string // the path start polls for 200: /readyz unless set
 }
 
 func freePort(tb testing.TB) int {
@@ -118,13 +119,17 @@ func (s *server) start() {
 			s.t.Logf("imbridge log (%s):\n%s", s.logPath, lastLines(s.log(), 40))
 		}
 	})
-	waitFor(s.t, 90*time.Second, "imbridge /readyz", func() bool {
+	path := s.waitFor
+	if path == "" {
+		path = "/readyz"
+	}
+	waitFor(s.t, 90*time.Second, "imbridge "+path, func() bool {
 		select {
 		case <-s.exited:
 			s.t.Fatalf("imbridge exited during start-up:\n%s", s.log())
 		default:
 		}
-		resp, err := http.Get(s.base + "/readyz")
+		resp, err := http.Get(s.base + path)
 		if err != nil {
 			return false
 		}

@@ -63,10 +63,10 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// openStore connects to clickhouse.dsn, or starts the managed server under
-// <data_dir>/clickhouse when the DSN is empty, and applies the schema. The
-// returned stop closes the store and stops a managed server.
-func openStore(ctx context.Context, cfg config.Config, logger *slog.Logger) (*store.Store, *store.Managed, func(), error) {
+// startStore starts the managed server when clickhouse.dsn is empty and
+// returns a store for the configured server without contacting it (see
+// prepareStore). The returned stop closes the store and stops a managed server.
+func startStore(ctx context.Context, cfg config.Config, logger *slog.Logger) (*store.Store, *store.Managed, func(), error) {
 	dsn := cfg.ClickHouse.DSN
 	var managed *store.Managed
 	if dsn == "" {
@@ -86,16 +86,30 @@ func openStore(ctx context.Context, cfg config.Config, logger *slog.Logger) (*st
 			_ = managed.Stop(sctx)
 		}
 	}
-	// The server may still be starting or briefly away: retry for a while.
-	var st *store.Store
-	var err error
-	deadline := time.Now().Add(60 * time.Second)
+	st, err := store.New(dsn, logger)
+	if err != nil {
+		stopManaged()
+		return nil, nil, nil, err
+	}
+	return st, managed, func() {
+		_ = st.Close()
+		stopManaged()
+	}, nil
+}
+
+// prepareStore applies the schema, retrying while the server does not answer
+// (it may still be starting) until within has passed.
+func prepareStore(ctx context.Context, st *store.Store, logger *slog.Logger, within time.Duration) error {
+	deadline := time.Now().Add(within)
 	for {
 		octx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		st, err = store.Open(octx, dsn, logger)
+		err := st.Prepare(octx)
 		cancel()
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil || !errors.Is(err, store.ErrUnavailable) {
-			break
+			if err != nil {
+				return fmt.Errorf("clickhouse: %w", err)
+			}
+			return nil
 		}
 		logger.Warn("clickhouse not reachable yet; retrying", "err", err)
 		select {
@@ -103,14 +117,19 @@ func openStore(ctx context.Context, cfg config.Config, logger *slog.Logger) (*st
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// openStore is startStore followed by prepareStore (for 60 s).
+func openStore(ctx context.Context, cfg config.Config, logger *slog.Logger) (*store.Store, *store.Managed, func(), error) {
+	st, managed, stop, err := startStore(ctx, cfg, logger)
 	if err != nil {
-		stopManaged()
-		return nil, nil, nil, fmt.Errorf("clickhouse: %w", err)
+		return nil, nil, nil, err
 	}
-	return st, managed, func() {
-		_ = st.Close()
-		stopManaged()
-	}, nil
+	if err := prepareStore(ctx, st, logger, 60*time.Second); err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	return st, managed, stop, nil
 }
 
 func runVersion(stdout io.Writer) error {

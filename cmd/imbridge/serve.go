@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/imbridge/imbridge/config"
@@ -52,7 +53,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer ln.Close()
 
-	st, managed, closeStore, err := openStore(ctx, cfg.Config, logger)
+	st, managed, closeStore, err := startStore(ctx, cfg.Config, logger)
 	if err != nil {
 		return err
 	}
@@ -78,20 +79,64 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer sp.Close()
-	started := time.Now()
-	remembered, err := prepareSpool(ctx, sp, st, cfg.Spool.DedupWindow)
-	if err != nil {
-		return err
-	}
-	logger.Info("de-duplication window restored", "messages", remembered, "window", cfg.Spool.DedupWindow,
-		"took", time.Since(started).Round(time.Millisecond), "next_seq", sp.LastSeq()+1)
 
+	// ClickHouse normally answers now. When it does not (a DSN server that is
+	// down) and the spool already knows its last seq, ingest starts anyway and
+	// the rest of the start-up waits in the background: a callback that finds
+	// imbridge down is lost, one that finds ClickHouse down is not.
 	ld := loader.New(sp, st, loader.Options{Logger: logger})
 	loadCtx, stopLoading := context.WithCancel(context.Background())
+	defer stopLoading()
+	prepared := make(chan struct{})
+	var startErr atomic.Pointer[error]
+	// Wait for a server that may still be starting, unless the spool could
+	// take callbacks meanwhile: then one try, and the rest in the background.
+	within := 60 * time.Second
+	if managed == nil && sp.LastSeq() > 0 {
+		within = 0
+	}
+	err = prepareStore(ctx, st, logger, within)
+	switch {
+	case err == nil:
+		if err := prepareSpool(ctx, logger, sp, st, cfg.Spool.DedupWindow, sp.LastSeq()); err != nil {
+			return err
+		}
+		close(prepared)
+	case errors.Is(err, store.ErrUnavailable) && sp.LastSeq() > 0:
+		logger.Warn("clickhouse unavailable at start; accepting into the spool and loading once it answers", "err", err)
+		lastAtStart := sp.LastSeq()
+		go func() {
+			backoff := time.Second
+			for loadCtx.Err() == nil {
+				err := prepareStore(loadCtx, st, logger, 0)
+				if err == nil {
+					err = prepareSpool(loadCtx, logger, sp, st, cfg.Spool.DedupWindow, lastAtStart)
+					if err != nil {
+						startErr.Store(&err)
+						logger.Error("not loading: the spool and ClickHouse disagree; messages stay in the spool", "err", err)
+						return
+					}
+					close(prepared)
+					return
+				}
+				select {
+				case <-loadCtx.Done():
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, 10*time.Second)
+			}
+		}()
+	default:
+		return err
+	}
 	loaded := make(chan struct{})
 	go func() {
 		defer close(loaded)
-		ld.Run(loadCtx, 15*time.Second)
+		select {
+		case <-prepared:
+			ld.Run(loadCtx, 15*time.Second)
+		case <-loadCtx.Done():
+		}
 	}()
 	defer func() {
 		stopLoading()
@@ -112,6 +157,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Lines:     st,
 		Watermark: ld.Watermark,
 		Ready: func(ctx context.Context) error {
+			if e := startErr.Load(); e != nil {
+				return *e
+			}
 			if err := st.Ping(ctx); err != nil {
 				return err
 			}
@@ -156,17 +204,22 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 // prepareSpool makes new seqs follow what ClickHouse holds and remembers the
 // messages received within the de-duplication window, so the window survives
-// restarts.
-func prepareSpool(ctx context.Context, sp *spool.Spool, st *store.Store, window time.Duration) (int, error) {
+// restarts. lastAtStart is the spool's last seq when the process started: if
+// ClickHouse holds a higher one, the two do not belong together.
+func prepareSpool(ctx context.Context, logger *slog.Logger, sp *spool.Spool, st *store.Store, window time.Duration, lastAtStart uint64) error {
+	started := time.Now()
 	max, err := st.MaxSeq(ctx)
 	if err != nil {
-		return 0, err
+		return err
+	}
+	if lastAtStart > 0 && max > lastAtStart {
+		return fmt.Errorf("the spool ended at seq %d but ClickHouse holds seq %d: this data_dir belongs to another database", lastAtStart, max)
 	}
 	if err := sp.SetFloor(max); err != nil {
-		return 0, err
+		return err
 	}
 	if window <= 0 {
-		return 0, nil
+		return nil
 	}
 	n := 0
 	err = st.RecentIdentities(ctx, time.Now().Add(-window), func(id store.Identity) {
@@ -178,7 +231,12 @@ func prepareSpool(ctx context.Context, sp *spool.Spool, st *store.Store, window 
 		sp.Remember(message.Identity{Scene: scene, MsgID: id.MsgID, From: id.From, To: id.To, TID: id.TID,
 			CreateTime: id.CreateTime}.DedupKey(id.Source))
 	})
-	return n, err
+	if err != nil {
+		return err
+	}
+	logger.Info("de-duplication window restored", "messages", n, "window", window,
+		"took", time.Since(started).Round(time.Millisecond), "next_seq", sp.LastSeq()+1)
+	return nil
 }
 
 func registerGauges(m *metrics.Metrics, sp *spool.Spool, ld *loader.Loader) {
