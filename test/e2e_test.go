@@ -118,11 +118,7 @@ func TestKill9DuringLoadLosesNothingAcknowledged(t *testing.T) {
 	want := acks.snapshot()
 	t.Logf("%d messages acknowledged across 3 kill -9s", len(want))
 	seen := pullAllFrom(t, s.base, want, 60*time.Second)
-	for id := range want {
-		if seen[id] != 1 {
-			t.Errorf("msgid %d delivered %d times in one pass, want exactly once", id, seen[id])
-		}
-	}
+	expectEachOnce(t, seen, want)
 	for id, n := range seen {
 		if n > 1 {
 			t.Errorf("msgid %d (not necessarily acknowledged) delivered %d times", id, n)
@@ -153,18 +149,11 @@ func TestClickHouseOutageKeepsAcceptingAndDeliversEverything(t *testing.T) {
 	cancel()
 	wg.Wait()
 
-	refused.Range(func(k, v any) bool {
-		t.Errorf("msgid %v refused while the spool had room: %v", k, v)
-		return true
-	})
+	expectNoneRefused(t, &refused)
 	want := acks.snapshot()
 	t.Logf("%d acknowledged, %d during a %v ClickHouse outage", len(want), during, time.Since(outage).Round(time.Second))
 	seen := pullAllFrom(t, s.base, want, 90*time.Second)
-	for id := range want {
-		if seen[id] != 1 {
-			t.Errorf("msgid %d delivered %d times, want once", id, seen[id])
-		}
-	}
+	expectEachOnce(t, seen, want)
 }
 
 func TestConcurrentPullsNeverSkip(t *testing.T) {
@@ -313,11 +302,7 @@ func TestFullSpoolAnswers503UntilClickHouseReturns(t *testing.T) {
 	})
 	acks[id] = true
 	seen := pullAllFrom(t, s.base, acks, 60*time.Second)
-	for id := range acks {
-		if seen[id] != 1 {
-			t.Errorf("msgid %d delivered %d times, want once", id, seen[id])
-		}
-	}
+	expectEachOnce(t, seen, acks)
 }
 
 func TestManagedClickHouseKilledIsRestarted(t *testing.T) {
@@ -355,17 +340,10 @@ func TestManagedClickHouseKilledIsRestarted(t *testing.T) {
 	waitFor(t, 30*time.Second, "more load after the restart", func() bool { return len(acks.snapshot()) > before+200 })
 	cancel()
 	wg.Wait()
-	refused.Range(func(k, v any) bool {
-		t.Errorf("msgid %v refused: %v", k, v)
-		return true
-	})
+	expectNoneRefused(t, &refused)
 	want := acks.snapshot()
 	seen := pullAllFrom(t, s.base, want, 90*time.Second)
-	for id := range want {
-		if seen[id] != 1 {
-			t.Errorf("msgid %d delivered %d times, want once", id, seen[id])
-		}
-	}
+	expectEachOnce(t, seen, want)
 	t.Logf("%d acknowledged around a kill -9 of the managed ClickHouse", len(want))
 }
 
@@ -421,9 +399,5 @@ func TestStartsAndAcceptsWhileClickHouseIsDown(t *testing.T) {
 	}
 	ch.start()
 	seen := pullAllFrom(t, s.base, acks, 90*time.Second)
-	for id := range acks {
-		if seen[id] != 1 {
-			t.Errorf("msgid %d delivered %d times, want once", id, seen[id])
-		}
-	}
+	expectEachOnce(t, seen, acks)
 }

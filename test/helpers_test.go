@@ -415,3 +415,23 @@ func seqsByMsgID(tb testing.TB, dsn string) map[int64]uint64 {
 	}
 	return out
 }
+
+// expectEachOnce fails the test for every acknowledged msgid that one pass
+// of pulls did not deliver exactly once.
+func expectEachOnce(tb testing.TB, seen map[int64]int, acked map[int64]bool) {
+	tb.Helper()
+	for id := range acked {
+		if seen[id] != 1 {
+			tb.Errorf("msgid %d delivered %d times, want exactly once", id, seen[id])
+		}
+	}
+}
+
+// expectNoneRefused fails the test for every message load saw refused.
+func expectNoneRefused(tb testing.TB, refused *sync.Map) {
+	tb.Helper()
+	refused.Range(func(k, v any) bool {
+		tb.Errorf("msgid %v refused while the spool had room: %v", k, v)
+		return true
+	})
+}
