@@ -46,14 +46,31 @@ func messages(from, to int) []message.Message {
 	return out
 }
 
-func waitWatermark(t *testing.T, ld *loader.Loader, want uint64) {
+// loadUntil runs the loader until its watermark reaches want, then stops it.
+func loadUntil(t *testing.T, ld *loader.Loader, want uint64) {
 	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ld.Run(ctx, time.Second); close(done) }()
+	defer func() { cancel(); <-done }()
 	deadline := time.Now().Add(30 * time.Second)
 	for ld.Watermark() < want {
 		if time.Now().After(deadline) {
 			t.Fatalf("watermark %d, want %d", ld.Watermark(), want)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// expectRows checks that messages holds exactly want rows with distinct seqs.
+func expectRows(t *testing.T, st *store.Store, want uint64) {
+	t.Helper()
+	var n, distinct uint64
+	if err := st.Conn().QueryRow(context.Background(), "SELECT count(), uniqExact(seq) FROM messages").Scan(&n, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if n != want || distinct != want {
+		t.Errorf("messages has %d rows (%d distinct seqs), want %d and %d", n, distinct, want, want)
 	}
 }
 
@@ -70,20 +87,8 @@ func TestFailedInsertThatCommittedIsNotLoadedTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	ld := loader.New(sp, st, loader.Options{BatchRows: 200, Linger: time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { ld.Run(ctx, time.Second); close(done) }()
-	waitWatermark(t, ld, 500)
-	cancel()
-	<-done
-
-	var n, distinct uint64
-	if err := st.Conn().QueryRow(context.Background(), "SELECT count(), uniqExact(seq) FROM messages").Scan(&n, &distinct); err != nil {
-		t.Fatal(err)
-	}
-	if n != 500 || distinct != 500 {
-		t.Errorf("messages has %d rows (%d distinct seqs), want 500 and 500", n, distinct)
-	}
+	loadUntil(t, ld, 500)
+	expectRows(t, st.Store, 500)
 	if s := ld.Stats(); s.Failures < 2 {
 		t.Errorf("failures = %d, want the two injected ones counted", s.Failures)
 	}
@@ -100,12 +105,7 @@ func TestLoaderResumesFromTheSpoolAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	ld := loader.New(sp, st, loader.Options{Linger: time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { ld.Run(ctx, time.Second); close(done) }()
-	waitWatermark(t, ld, 100)
-	cancel()
-	<-done
+	loadUntil(t, ld, 100)
 	if _, err := ingest.New(sp).Ingest(context.Background(), messages(100, 150)); err != nil {
 		t.Fatal(err)
 	}
@@ -121,17 +121,6 @@ func TestLoaderResumesFromTheSpoolAfterRestart(t *testing.T) {
 	if wm := ld.Watermark(); wm > 100 {
 		t.Fatalf("watermark at start %d is past what ClickHouse holds", wm)
 	}
-	ctx, cancel = context.WithCancel(context.Background())
-	done = make(chan struct{})
-	go func() { ld.Run(ctx, time.Second); close(done) }()
-	waitWatermark(t, ld, 150)
-	cancel()
-	<-done
-	var n, distinct uint64
-	if err := st.Conn().QueryRow(context.Background(), "SELECT count(), uniqExact(seq) FROM messages").Scan(&n, &distinct); err != nil {
-		t.Fatal(err)
-	}
-	if n != 150 || distinct != 150 {
-		t.Errorf("messages has %d rows (%d distinct), want 150", n, distinct)
-	}
+	loadUntil(t, ld, 150)
+	expectRows(t, st, 150)
 }

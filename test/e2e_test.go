@@ -284,13 +284,8 @@ func TestFullSpoolAnswers503UntilClickHouseReturns(t *testing.T) {
 	if !strings.Contains(refusal, "spool full") {
 		t.Errorf("503 body %q does not say the spool is full", refusal)
 	}
-	resp, err := client.Get(s.base + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 503 {
-		t.Errorf("/readyz = %d while the spool is full and ClickHouse is down, want 503", resp.StatusCode)
+	if code := s.status("/readyz"); code != 503 {
+		t.Errorf("/readyz = %d while the spool is full and ClickHouse is down, want 503", code)
 	}
 	t.Logf("%d messages acknowledged before the 1 MiB spool filled", len(acks))
 
@@ -328,14 +323,7 @@ func TestManagedClickHouseKilledIsRestarted(t *testing.T) {
 		raw, err := os.ReadFile(pidFile)
 		return err == nil && strings.TrimSpace(string(raw)) != oldPid
 	})
-	waitFor(t, 60*time.Second, "readiness after the restart", func() bool {
-		resp, err := client.Get(s.base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	waitFor(t, 60*time.Second, "readiness after the restart", func() bool { return s.status("/readyz") == 200 })
 	before := len(acks.snapshot())
 	waitFor(t, 30*time.Second, "more load after the restart", func() bool { return len(acks.snapshot()) > before+200 })
 	cancel()
@@ -386,13 +374,8 @@ func TestStartsAndAcceptsWhileClickHouseIsDown(t *testing.T) {
 	s.kill() // kill -9 while ClickHouse is down
 	s.waitFor = "/healthz"
 	s.start() // ClickHouse still down: imbridge must come up and take callbacks
-	resp, err := client.Get(s.base + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 503 {
-		t.Errorf("/readyz = %d with ClickHouse down, want 503", resp.StatusCode)
+	if code := s.status("/readyz"); code != 503 {
+		t.Errorf("/readyz = %d with ClickHouse down, want 503", code)
 	}
 	for id := int64(51); id <= 100; id++ {
 		post(id)

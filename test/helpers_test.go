@@ -129,13 +129,18 @@ func (s *server) start() {
 			s.t.Fatalf("imbridge exited during start-up:\n%s", s.log())
 		default:
 		}
-		resp, err := http.Get(s.base + path)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
+		return s.status(path) == 200
 	})
+}
+
+// status is the HTTP status of GET path, 0 when the server does not answer.
+func (s *server) status(path string) int {
+	resp, err := http.Get(s.base + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func (s *server) log() string {
