@@ -16,36 +16,77 @@ import (
 	"time"
 )
 
-// ErrNoServerBinary is returned by StartManaged when no clickhouse-server can
+// ErrNoServerBinary is returned by OpenManaged when no clickhouse-server can
 // be found.
 var ErrNoServerBinary = errors.New("no clickhouse-server binary found on PATH: install one (Debian: apt-get install -y clickhouse-server) or set clickhouse.dsn / IMBRIDGE_CLICKHOUSE_DSN to a running server")
 
-// Managed is a private clickhouse-server owned by this process: its data lives
-// under one directory, it listens on loopback only, and Stop ends it.
+// Managed is the private clickhouse-server of one data directory: its data
+// lives there, it listens on loopback only, and one process at a time owns
+// it.
+//
+// The owner is the process that launched the server: it holds an exclusive
+// flock on <dir>/owner.lock for as long as it owns the server, restarts it
+// when it dies (Supervise) and stops it (Stop). Any other process that opens
+// the same directory while the owner runs attaches: it uses the owner's
+// server and never signals it. See OpenManaged.
 type Managed struct {
 	dir    string
+	binOpt string // ManagedOptions.Binary
 	port   int
-	bin    string
 	logger *slog.Logger
 
-	mu      sync.Mutex
-	proc    *process // the running server
-	stopped bool     // Stop was called: Supervise must not restart
+	// life ends when Stop is called; launches made by Supervise use it so
+	// that Stop does not wait a minute for a server that starts.
+	life    context.Context
+	endLife context.CancelFunc
+
+	// op serialises what changes the server or the ownership (a launch by
+	// Supervise, a take-over, Stop) so Stop sees a settled state.
+	op sync.Mutex
+
+	mu        sync.Mutex
+	bin       string   // clickhouse-server path; "" until found
+	owned     bool     // this process holds the lock and supervises the server
+	lockFD    int      // the locked owner.lock while owned, else -1
+	proc      *process // the server this process launched; nil while attached
+	seenPid   int      // attached: the server's pid last read from the pid file
+	exitWatch *exitWatch
+	stopped   bool // Stop was called
 }
 
 // process is one run of clickhouse-server.
 type process struct {
-	cmd    *exec.Cmd
+	pid    int
+	cmd    *exec.Cmd // nil for the placeholder of a server not yet launched
 	exited chan struct{}
 }
 
-// ManagedOptions configures StartManaged.
+// exitWatch polls an attached server's pid for Exited.
+type exitWatch struct {
+	pid int
+	ch  chan struct{}
+}
+
+// ManagedOptions configures OpenManaged.
 type ManagedOptions struct {
 	Dir    string // data directory, e.g. <data_dir>/clickhouse
 	Binary string // clickhouse-server path; empty = look it up on PATH
-	Port   int    // native port; 0 = a free one
+	Port   int    // native port when this process launches the server; 0 = the last one used if it is free, else a free one
 	Logger *slog.Logger
 }
+
+// How long OpenManaged waits for a server whose owner is still starting it,
+// and how often it and an attached Supervise look.
+const (
+	attachWait  = 2 * time.Minute
+	attachPoll  = 100 * time.Millisecond
+	watchPeriod = 250 * time.Millisecond
+)
+
+// parentDeathSignal is the signal the server gets when the thread that
+// launched it dies; tests turn it off to make a server that outlives its
+// owner.
+var parentDeathSignal = syscall.SIGTERM
 
 // FindServerBinary returns the clickhouse-server to run, or ErrNoServerBinary.
 func FindServerBinary(binary string) (string, error) {
@@ -68,18 +109,28 @@ func FindServerBinary(binary string) (string, error) {
 	return "", ErrNoServerBinary
 }
 
-// StartManaged starts a clickhouse-server with its data under opts.Dir, bound
-// to 127.0.0.1 on a free port, and waits until it answers. A server left
-// behind by an earlier process that was killed is stopped first. The server
-// is also told to exit if this process dies (Linux parent-death signal).
+// StartManaged is OpenManaged, under the name its first callers use.
 func StartManaged(ctx context.Context, opts ManagedOptions) (*Managed, error) {
+	return OpenManaged(ctx, opts)
+}
+
+// OpenManaged returns the managed clickhouse-server of opts.Dir, started by
+// this process or by another one, once it answers.
+//
+// When no process owns the directory, this one becomes the owner: it takes
+// the lock, stops a server left by an owner that was killed (kill -9), and
+// starts one bound to 127.0.0.1 (on opts.Port, else on the port last used if
+// it is free, else on a free one) with a parent-death signal. Stop stops it.
+//
+// When another live process owns it (an `imbridge serve`, or a command that
+// started it), this one attaches: it waits, up to two minutes or ctx, for
+// the owner's server to answer and returns it with Owned() false. Stop then
+// leaves the server running, and Supervise takes the server over if the
+// owner goes away.
+func OpenManaged(ctx context.Context, opts ManagedOptions) (*Managed, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
-	}
-	bin, err := FindServerBinary(opts.Binary)
-	if err != nil {
-		return nil, err
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -90,26 +141,96 @@ func StartManaged(ctx context.Context, opts ManagedOptions) (*Managed, error) {
 			return nil, fmt.Errorf("managed clickhouse: %w", err)
 		}
 	}
-	stopLeftover(dir, logger)
+	life, endLife := context.WithCancel(context.Background())
+	m := &Managed{dir: dir, binOpt: opts.Binary, logger: logger, life: life, endLife: endLife, lockFD: -1}
+	// An attaching process does not need the binary; an owner does.
+	bin, binErr := FindServerBinary(opts.Binary)
+	m.bin = bin
 
+	deadline := time.Now().Add(attachWait)
+	for {
+		fd, ok, err := tryLock(dir)
+		if err != nil {
+			endLife()
+			return nil, err
+		}
+		if ok {
+			if binErr == nil {
+				err = m.startOwned(ctx, fd, opts.Port)
+			} else {
+				unlock(fd)
+				err = binErr
+			}
+			if err != nil {
+				endLife()
+				return nil, err
+			}
+			return m, nil
+		}
+		srv, why := readServer(dir)
+		if why == "" {
+			if opts.Port != 0 && srv.port != opts.Port {
+				logger.Warn("managed clickhouse already runs on another port than the one asked for; using it", "port", srv.port, "asked", opts.Port)
+			}
+			m.port, m.seenPid = srv.port, srv.pid
+			logger.Info("using the managed clickhouse another imbridge runs", "addr", m.Addr(), "dir", dir, "pid", srv.pid, "owner_pid", srv.owner)
+			return m, nil
+		}
+		if time.Now().After(deadline) {
+			endLife()
+			return nil, fmt.Errorf("managed clickhouse in %s belongs to another process (pid %d) but is not usable after %s: %s", dir, lockHolder(dir), attachWait, why)
+		}
+		select {
+		case <-ctx.Done():
+			endLife()
+			return nil, ctx.Err()
+		case <-time.After(attachPoll):
+		}
+	}
+}
+
+// startOwned is OpenManaged for the process that got the lock (fd): it
+// clears what an earlier owner left and launches the server. On failure the
+// lock is released.
+func (m *Managed) startOwned(ctx context.Context, fd, wantPort int) error {
+	lastPort := claim(m.dir, fd)
+	if err := stopLeftover(ctx, m.dir, m.logger); err != nil {
+		unlock(fd)
+		return err
+	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port := opts.Port
+		port := wantPort
 		if port == 0 {
-			if port, err = freePort(); err != nil {
-				return nil, fmt.Errorf("managed clickhouse: free port: %w", err)
+			// The port last used, when free, lets a process that was
+			// attached to a killed owner's server find this one there.
+			if attempt == 0 && lastPort > 0 && portFree(lastPort) {
+				port = lastPort
+			} else {
+				var err error
+				if port, err = freePort(); err != nil {
+					unlock(fd)
+					return fmt.Errorf("managed clickhouse: free port: %w", err)
+				}
 			}
 		}
-		proc, err := launch(ctx, bin, dir, port, logger)
+		proc, err := launch(ctx, m.bin, m.dir, port, m.logger)
 		if err == nil {
-			return &Managed{dir: dir, port: port, bin: bin, logger: logger, proc: proc}, nil
+			m.mu.Lock()
+			m.port, m.proc, m.owned, m.lockFD = port, proc, true, fd
+			m.mu.Unlock()
+			if err := publishPort(m.dir, port); err != nil {
+				m.logger.Warn("managed clickhouse: cannot record its port; other commands will not find it", "err", err)
+			}
+			return nil
 		}
 		lastErr = err
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return nil, lastErr
+	unlock(fd)
+	return lastErr
 }
 
 func launch(ctx context.Context, bin, dir string, port int, logger *slog.Logger) (*process, error) {
@@ -129,25 +250,27 @@ func launch(ctx context.Context, bin, dir string, port int, logger *slog.Logger)
 	cmd.Dir = dir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: parentDeathSignal}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("managed clickhouse: start %s: %w", bin, err)
 	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
+	p := &process{pid: cmd.Process.Pid, cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		logFile.Close()
 		close(p.exited)
 	}()
-	_ = os.WriteFile(filepath.Join(dir, "server.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o640)
+	if err := writeFileAtomic(filepath.Join(dir, pidFileName), strconv.Itoa(p.pid)+"\n"); err != nil {
+		logger.Warn("managed clickhouse: cannot record its pid", "err", err)
+	}
 
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
 			c.Close()
-			logger.Info("managed clickhouse started", "addr", addr, "dir", dir, "pid", cmd.Process.Pid)
+			logger.Info("managed clickhouse started", "addr", addr, "dir", dir, "pid", p.pid)
 			return p, nil
 		}
 		select {
@@ -174,70 +297,229 @@ func (m *Managed) Port() int { return m.port }
 // DSN is a native-protocol DSN for database db on this server.
 func (m *Managed) DSN(db string) string { return "clickhouse://" + m.Addr() + "/" + db }
 
-// Pid is the running server's process id.
+// Owned reports whether this process owns the server: it launched it (or
+// took it over), supervises it and stops it on Stop. False when attached to
+// another process's server, and after Stop.
+func (m *Managed) Owned() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.owned
+}
+
+// Pid is the running server's process id: the one this process launched, or,
+// when attached, the one the owner recorded in the pid file. 0 while an owner
+// that took over has not launched it yet.
 func (m *Managed) Pid() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.proc.cmd.Process.Pid
+	if m.proc != nil {
+		return m.proc.pid
+	}
+	if pid := readIntFile(filepath.Join(m.dir, pidFileName)); pid > 1 && isServerOf(pid, m.dir) {
+		m.seenPid = pid
+	}
+	return m.seenPid
 }
 
-// Exited is closed when the running server process has ended.
+// Exited is closed when the running server process has ended. On an
+// attached Managed the server's pid is polled, and Stop closes it too.
 func (m *Managed) Exited() <-chan struct{} {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.proc.exited
+	if m.proc != nil {
+		return m.proc.exited
+	}
+	if m.stopped {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	pid := m.seenPid
+	if p := readIntFile(filepath.Join(m.dir, pidFileName)); p > 1 && isServerOf(p, m.dir) {
+		pid, m.seenPid = p, p
+	}
+	if w := m.exitWatch; w != nil && w.pid == pid {
+		return w.ch
+	}
+	w := &exitWatch{pid: pid, ch: make(chan struct{})}
+	m.exitWatch = w
+	go func() {
+		defer close(w.ch)
+		t := time.NewTicker(attachPoll)
+		defer t.Stop()
+		for isServerOf(w.pid, m.dir) {
+			select {
+			case <-m.life.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return w.ch
 }
 
-// Supervise restarts the server, on the same port and data, whenever it ends
-// without Stop having been called (crashed, killed, out of memory), until ctx
-// ends. Connections in the driver's pool reconnect by themselves.
+// Supervise keeps a server running until ctx ends or Stop is called.
+//
+// On an owned Managed it restarts the server, on the same port and data,
+// whenever it ends without Stop (crashed, killed, out of memory).
+// Connections in the driver's pool reconnect by themselves.
+//
+// On an attached Managed it watches the owner: when the owner is gone (the
+// lock is free: it stopped, or was killed), this process takes the lock,
+// stops what is left of the old server, launches one on the same port and
+// data, and from then on owns it as above. While the owner lives, it is the
+// owner's business to restart its server.
 func (m *Managed) Supervise(ctx context.Context) {
+	if !m.Owned() && !m.watchOwner(ctx) {
+		return
+	}
 	backoff := 100 * time.Millisecond
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-m.life.Done():
+			return
 		case <-m.Exited():
 		}
-		m.mu.Lock()
-		stopped := m.stopped
-		m.mu.Unlock()
-		if stopped || ctx.Err() != nil {
+		if ctx.Err() != nil || m.life.Err() != nil {
 			return
 		}
-		m.logger.Error("managed clickhouse exited unexpectedly; restarting it", "dir", m.dir, "port", m.port)
-		proc, err := launch(ctx, m.bin, m.dir, m.port, m.logger)
-		if err != nil {
-			m.logger.Error("restarting managed clickhouse failed; retrying", "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 10*time.Second)
+		err := m.relaunch(ctx)
+		if err == nil {
+			backoff = 100 * time.Millisecond
 			continue
 		}
-		backoff = 100 * time.Millisecond
-		m.mu.Lock()
-		if m.stopped {
-			m.mu.Unlock()
-			proc.stop(context.Background())
+		if ctx.Err() != nil || m.life.Err() != nil {
 			return
 		}
-		m.proc = proc
-		m.mu.Unlock()
+		m.logger.Error("starting managed clickhouse failed; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.life.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
 	}
 }
 
-// Stop asks the server to shut down (SIGTERM) and waits for it, killing it if
-// it has not ended when ctx expires or after 30 seconds.
-func (m *Managed) Stop(ctx context.Context) error {
+// watchOwner waits, on an attached Managed, until the owner is gone and this
+// process has taken the lock (true), or until ctx ends or Stop (false).
+func (m *Managed) watchOwner(ctx context.Context) bool {
+	t := time.NewTicker(watchPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-m.life.Done():
+			return false
+		case <-t.C:
+		}
+		fd, ok, err := tryLock(m.dir)
+		if err != nil {
+			m.logger.Warn("managed clickhouse: cannot check its owner", "err", err)
+			continue
+		}
+		if !ok {
+			continue // the owner lives; restarting its server is its business
+		}
+		m.op.Lock()
+		if ctx.Err() != nil || m.life.Err() != nil {
+			m.op.Unlock()
+			unlock(fd)
+			return false
+		}
+		claim(m.dir, fd)
+		m.logger.Warn("the process that ran the managed clickhouse is gone; taking it over", "dir", m.dir, "port", m.port)
+		gone := make(chan struct{})
+		close(gone)
+		m.mu.Lock()
+		m.owned, m.lockFD = true, fd
+		m.proc = &process{exited: gone} // launched by Supervise's loop
+		m.mu.Unlock()
+		m.op.Unlock()
+		return true
+	}
+}
+
+// relaunch starts the server of an owned Managed again, on the same port,
+// after it ended or after a take-over.
+func (m *Managed) relaunch(ctx context.Context) error {
+	m.op.Lock()
+	defer m.op.Unlock()
+	if err := m.life.Err(); err != nil {
+		return err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(m.life, cancel)()
+
 	m.mu.Lock()
-	m.stopped = true
-	p := m.proc
+	bin, first := m.bin, m.proc.cmd == nil
 	m.mu.Unlock()
+	if first {
+		m.logger.Info("starting managed clickhouse", "dir", m.dir, "port", m.port)
+	} else {
+		m.logger.Error("managed clickhouse exited unexpectedly; restarting it", "dir", m.dir, "port", m.port)
+	}
+	if bin == "" {
+		var err error
+		if bin, err = FindServerBinary(m.binOpt); err != nil {
+			return err
+		}
+		m.mu.Lock()
+		m.bin = bin
+		m.mu.Unlock()
+	}
+	// After a take-over, the old owner's server may still be shutting down.
+	if err := stopLeftover(lctx, m.dir, m.logger); err != nil {
+		return err
+	}
+	proc, err := launch(lctx, bin, m.dir, m.port, m.logger)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.proc = proc
+	m.mu.Unlock()
+	if err := publishPort(m.dir, m.port); err != nil {
+		m.logger.Warn("managed clickhouse: cannot record its port; other commands will not find it", "err", err)
+	}
+	return nil
+}
+
+// Stop ends this process's use of the server. An owner withdraws the port
+// (so no new process attaches), asks the server to shut down (SIGTERM),
+// waits for it, killing it if it has not ended when ctx expires or after 30
+// seconds, and releases the lock. An attached Managed never signals the
+// server: it only stops watching it. Stop may be called more than once.
+func (m *Managed) Stop(ctx context.Context) error {
+	m.endLife()
+	m.op.Lock()
+	defer m.op.Unlock()
+	m.mu.Lock()
+	already := m.stopped
+	owned, fd, p := m.owned, m.lockFD, m.proc
+	m.stopped, m.owned, m.lockFD = true, false, -1
+	m.mu.Unlock()
+	if already {
+		return nil
+	}
+	if !owned {
+		m.logger.Info("done with the managed clickhouse another process runs; leaving it running", "addr", m.Addr(), "dir", m.dir)
+		return nil
+	}
+	_ = os.Remove(filepath.Join(m.dir, portFileName))
 	p.stop(ctx)
-	_ = os.Remove(m.pidFile())
+	// After a take-over that did not get to launch, the pid file still
+	// names the old owner's server: keep it so the next owner stops it.
+	if pidFile := filepath.Join(m.dir, pidFileName); p.cmd != nil && readIntFile(pidFile) == p.pid {
+		_ = os.Remove(pidFile)
+	}
+	unlock(fd)
 	m.logger.Info("managed clickhouse stopped", "dir", m.dir)
 	return nil
 }
@@ -254,41 +536,12 @@ func (p *process) stop(ctx context.Context) {
 	select {
 	case <-p.exited:
 	case <-ctx.Done():
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
 		<-p.exited
 	case <-timer.C:
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
 		<-p.exited
 	}
-}
-
-func (m *Managed) pidFile() string { return filepath.Join(m.dir, "server.pid") }
-
-// stopLeftover ends a server that an earlier imbridge started in dir and did
-// not stop (kill -9), so the new one can take the data directory.
-func stopLeftover(dir string, logger *slog.Logger) {
-	raw, err := os.ReadFile(filepath.Join(dir, "server.pid"))
-	if err != nil {
-		return
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil || pid <= 1 {
-		return
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !strings.Contains(string(cmdline), filepath.Join(dir, "config.xml")) {
-		return // gone, or the pid was reused by another program
-	}
-	logger.Warn("stopping a managed clickhouse left by an earlier run", "pid", pid)
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
 
 func writeServerConfig(dir string, port int) error {
