@@ -1,50 +1,596 @@
 package spool
 
 import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
+	"github.com/cockroachdb/pebble/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/sstable"
+	"github.com/cockroachdb/pebble/vfs"
 
 	"github.com/imbridge/imbridge/message"
 )
 
-// dedupIndex remembers keys for at least window and at most twice window:
-// two generations, the older dropped whole when the newer is window old.
-// Lookups and inserts are O(1) and expiry never scans.
+// The de-duplication index is a pebble database in <dir>/dedup. Keys:
+//
+//	'k' | bucket (8 bytes, big-endian) | de-duplication key (16 bytes)  → empty
+//	"m.count" | bucket                                                 → keys written to the bucket
+//	"m.seq"                                                            → last seq whose keys are in the index
+//	"m.width"                                                          → bucket width in nanoseconds
+//	"m.new"                                                            → present until the caller rebuilt the index
+//
+// A bucket is window/2 of wall-clock time (Unix nanoseconds / width). A key is
+// written to the current bucket and looked up in the current one and the two
+// before it, so it is found for at least one window after it was written and
+// at most one and a half. Buckets older than that are dropped whole with one
+// DeleteRange, so expiry never scans.
+//
+// New keys first go to an in-memory set (at most flushKeys keys). A full set
+// is sorted and written as one sstable that is ingested into pebble in the
+// background while the next set fills; lookups check the sets, then pebble.
+// Pebble's own memtable (a skiplist) would cost several microseconds per
+// lookup once it holds a few hundred thousand keys; sstables cost a bloom
+// filter probe per level. When Release needs the keys of the records it
+// deletes to be durable and the set is small, the set is written with one
+// synced batch instead, so a quiet spool does not make tiny sstables.
+//
+// After a crash, Open re-adds the keys of the spooled records above "m.seq";
+// Release never deletes a record whose key is not durable in pebble.
+const (
+	dataKeyLen     = 1 + 8 + len(message.DedupKey{})
+	flushKeys      = 1 << 17  // keys per in-memory set: about 5 MiB
+	ingestMin      = 4 << 10  // smaller sets are written with a batch, not as an sstable
+	dedupMemTable  = 4 << 20  // pebble memtable (metadata and small batches); at most two
+	dedupCache     = 16 << 20 // block cache besides the memtables: index and bloom filter blocks
+	dedupOpenFiles = 256      // table cache bound
+	dedupBloomBits = 10       // ~1% false positives per sstable probed
+	ingestPrefix   = "ingest-"
+)
+
+var (
+	metaSeq   = []byte("m.seq")
+	metaWidth = []byte("m.width")
+	metaNew   = []byte("m.new")
+	metaCount = []byte("m.count")
+)
+
+// keySet is a set of keys not yet in pebble, all for one bucket.
+type keySet struct {
+	keys   map[message.DedupKey]struct{}
+	bucket uint64
+	seq    uint64 // every seq up to it has its keys in this set or before
+}
+
 type dedupIndex struct {
-	window    time.Duration
-	cur, prev map[message.DedupKey]struct{}
-	curStart  time.Time
+	db         *pebble.DB
+	dir        string
+	width      uint64 // bucket width, nanoseconds
+	logger     *slog.Logger
+	writerOpts sstable.WriterOptions
+
+	mu      sync.Mutex
+	flushed *sync.Cond // signalled (with mu) when a flush ends
+	closed  bool
+	err     error   // a failed flush: the index takes no more writes
+	mem     keySet  // filling
+	imm     *keySet // being flushed, or nil
+	spare   map[message.DedupKey]struct{}
+	memSeq  uint64            // highest seq given to add
+	durable uint64            // every seq up to it has its keys durable in pebble
+	counts  map[uint64]uint64 // keys in pebble per bucket not yet dropped
+	expired uint64            // buckets below it were dropped
+	top     uint64            // highest bucket used: the current one even if the clock steps back
+	isNew   bool
+
+	getKey   [dataKeyLen]byte   // the committer's lookup key
+	sortBuf  []message.DedupKey // the flusher's
+	tableSeq int                // the flusher's
 }
 
-func newDedupIndex(window time.Duration, now time.Time) *dedupIndex {
-	return &dedupIndex{window: window, cur: map[message.DedupKey]struct{}{}, prev: map[message.DedupKey]struct{}{}, curStart: now}
-}
-
-func (d *dedupIndex) rotate(now time.Time) {
-	if d.window > 0 && now.Sub(d.curStart) >= d.window {
-		d.prev, d.cur, d.curStart = d.cur, map[message.DedupKey]struct{}{}, now
+// openDedup opens (or creates) the index in dir for window. last is the
+// spool's last seq: an index that claims to know later seqs belongs to
+// another spool and is reset, like one written for another window.
+func openDedup(dir string, window time.Duration, last uint64, logger *slog.Logger) (*dedupIndex, error) {
+	// Pebble carves its memtables out of the block cache: size it for both.
+	cache := pebble.NewCache(dedupCache + 2*dedupMemTable)
+	defer cache.Unref() // the database holds its own reference
+	comparer := *pebble.DefaultComparer
+	comparer.Split = func(k []byte) int { return len(k) } // bloom filters on whole keys, for SeekPrefixGE
+	opts := &pebble.Options{
+		Cache:                       cache,
+		Comparer:                    &comparer,
+		MemTableSize:                dedupMemTable,
+		MemTableStopWritesThreshold: 2,
+		MaxOpenFiles:                dedupOpenFiles,
+		FormatMajorVersion:          pebble.FormatNewest,
+		Logger:                      pebbleLogger{logger},
+		Levels:                      make([]pebble.LevelOptions, 7),
 	}
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(dedupBloomBits)
+		opts.Levels[i].FilterType = pebble.TableFilter
+		opts.Levels[i].Compression = pebble.NoCompression // random keys: snappy only costs CPU
+	}
+	opts.EnsureDefaults()
+	if err := removeIngestLeftovers(dir); err != nil {
+		return nil, fmt.Errorf("spool: de-duplication index %s: %w", dir, err)
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("spool: open de-duplication index %s: %w", dir, err)
+	}
+	d := &dedupIndex{
+		db: db, dir: dir, width: max(uint64(window/2), 1), logger: logger,
+		writerOpts: opts.MakeWriterOptions(0, db.FormatMajorVersion().MaxTableFormat()),
+		counts:     map[uint64]uint64{},
+		mem:        keySet{keys: map[message.DedupKey]struct{}{}},
+	}
+	d.flushed = sync.NewCond(&d.mu)
+	if err := d.load(last); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("spool: de-duplication index %s: %w", dir, err)
+	}
+	return d, nil
 }
 
-func (d *dedupIndex) seen(k message.DedupKey) bool {
-	if d.window <= 0 {
+// removeIngestLeftovers deletes sstables a crash left before their ingestion.
+func removeIngestLeftovers(dir string) error {
+	names, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n.Name(), ingestPrefix) {
+			if err := os.Remove(filepath.Join(dir, n.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// load reads the index's metadata, resetting the index when it was just
+// created or does not fit this spool.
+func (d *dedupIndex) load(last uint64) error {
+	width, found, err := d.getUint64(metaWidth)
+	if err != nil {
+		return err
+	}
+	seq, _, err := d.getUint64(metaSeq)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !found:
+		return d.reset("created")
+	case width != d.width:
+		return d.reset(fmt.Sprintf("the window changed from %v to %v", 2*time.Duration(width), 2*time.Duration(d.width)))
+	case seq > last:
+		return d.reset(fmt.Sprintf("it knows seq %d but the spool ends at %d", seq, last))
+	}
+	_, d.isNew, err = d.getUint64(metaNew)
+	if err != nil {
+		return err
+	}
+	d.durable, d.memSeq = seq, seq
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: metaCount, UpperBound: append(slices.Clip(metaCount), 0xff)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != len(metaCount)+8 || len(v) != 8 {
+			continue
+		}
+		b := binary.BigEndian.Uint64(k[len(metaCount):])
+		d.counts[b] = binary.BigEndian.Uint64(v)
+		d.top = max(d.top, b)
+	}
+	return it.Close()
+}
+
+// reset empties the index and marks it new.
+func (d *dedupIndex) reset(why string) error {
+	d.logger.Info("de-duplication index starts empty", "why", why)
+	b := d.db.NewBatch()
+	defer b.Close()
+	_ = b.DeleteRange([]byte{0}, []byte{0xff}, nil)
+	_ = b.Set(metaWidth, binary.BigEndian.AppendUint64(nil, d.width), nil)
+	_ = b.Set(metaNew, binary.BigEndian.AppendUint64(nil, 1), nil)
+	if err := d.db.Apply(b, pebble.Sync); err != nil {
+		return err
+	}
+	d.isNew = true
+	clear(d.counts)
+	return nil
+}
+
+func (d *dedupIndex) getUint64(key []byte) (uint64, bool, error) {
+	v, closer, err := d.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("%s: %d bytes, want 8", key, len(v))
+	}
+	return binary.BigEndian.Uint64(v), true, nil
+}
+
+// bucketLocked is the bucket keys are written to at now.
+func (d *dedupIndex) bucketLocked(now time.Time) uint64 {
+	return max(uint64(now.UnixNano())/d.width, d.top)
+}
+
+func dataKey(dst []byte, bucket uint64, k message.DedupKey) []byte {
+	dst = append(dst[:0], 'k')
+	dst = binary.BigEndian.AppendUint64(dst, bucket)
+	return append(dst, k[:]...)
+}
+
+func countKey(bucket uint64) []byte {
+	return binary.BigEndian.AppendUint64(slices.Clip(metaCount), bucket)
+}
+
+// lookup reports in found[i] whether keys[i] was written within the window
+// at now. keys must be sorted (bytewise): the pebble lookups then walk each
+// bucket in key order through one iterator, several times cheaper than a Get
+// per key and bucket. Only the committer (or Open, before it starts) calls it.
+func (d *dedupIndex) lookup(keys []message.DedupKey, found []bool, now time.Time) error {
+	var buckets [3]uint64
+	n := 0
+	d.mu.Lock()
+	b := d.bucketLocked(now)
+	for i := uint64(0); i < 3 && i <= b; i++ {
+		if d.counts[b-i] > 0 { // pebble holds nothing for the others
+			buckets[n] = b - i
+			n++
+		}
+	}
+	for i, k := range keys {
+		found[i] = found[i] || d.mem.has(k, b) || (d.imm != nil && d.imm.has(k, b))
+	}
+	d.mu.Unlock()
+	if n == 0 || len(keys) == 0 {
+		return nil
+	}
+	// Pebble skips the bloom filters of the last level unless asked, as it
+	// expects lookups there to hit; ours mostly miss.
+	it, err := d.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
+	if err != nil {
+		return fmt.Errorf("de-duplication lookup: %w", err)
+	}
+	for i := n - 1; i >= 0; i-- { // oldest bucket first: every seek moves forward
+		for j, k := range keys {
+			if !found[j] && it.SeekPrefixGE(dataKey(d.getKey[:0], buckets[i], k)) {
+				found[j] = true
+			}
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("de-duplication lookup: %w", err)
+	}
+	return nil
+}
+
+// has reports whether the set holds k and its bucket is still looked up at
+// bucket b.
+func (s *keySet) has(k message.DedupKey, b uint64) bool {
+	if s.bucket+2 < b {
 		return false
 	}
-	if _, ok := d.cur[k]; ok {
-		return true
-	}
-	_, ok := d.prev[k]
+	_, ok := s.keys[k]
 	return ok
 }
 
-func (d *dedupIndex) add(k message.DedupKey) {
-	if d.window > 0 {
-		d.cur[k] = struct{}{}
+// add remembers keys in the current bucket, and that every seq up to seq
+// (when not 0) has its keys added.
+func (d *dedupIndex) add(keys []message.DedupKey, seq uint64, now time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.writableLocked(); err != nil {
+		return err
 	}
+	b := d.bucketLocked(now)
+	d.top = b
+	if len(d.mem.keys) > 0 && d.mem.bucket != b {
+		if err := d.rotateLocked(); err != nil {
+			return err
+		}
+	}
+	d.mem.bucket = b
+	for _, k := range keys {
+		d.mem.keys[k] = struct{}{}
+		if len(d.mem.keys) >= flushKeys {
+			if err := d.rotateLocked(); err != nil {
+				return err
+			}
+			d.mem.bucket = b
+		}
+	}
+	d.memSeq = max(d.memSeq, seq)
+	return nil
 }
 
-func (d *dedupIndex) remove(k message.DedupKey) {
-	delete(d.cur, k)
-	delete(d.prev, k)
+func (d *dedupIndex) writableLocked() error {
+	if d.closed {
+		return ErrClosed
+	}
+	if d.err != nil {
+		return fmt.Errorf("de-duplication index: %w", d.err)
+	}
+	return nil
 }
 
-func (d *dedupIndex) len() int { return len(d.cur) + len(d.prev) }
+// rotateLocked hands the filling set to a flush, after the previous flush
+// ended.
+func (d *dedupIndex) rotateLocked() error {
+	for d.imm != nil && d.err == nil {
+		d.flushed.Wait()
+	}
+	if d.err != nil {
+		return fmt.Errorf("de-duplication index: %w", d.err)
+	}
+	if len(d.mem.keys) == 0 {
+		return nil
+	}
+	imm := d.mem
+	imm.seq = d.memSeq
+	d.imm = &imm
+	next := d.spare
+	if next == nil {
+		next = make(map[message.DedupKey]struct{}, len(imm.keys))
+	}
+	d.mem, d.spare = keySet{keys: next}, nil
+	go d.flush(d.imm)
+	return nil
+}
+
+// flush writes a set as one sstable, ingests it and records its seq.
+func (d *dedupIndex) flush(s *keySet) {
+	err := d.ingest(s)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	defer d.flushed.Broadcast()
+	if err == nil {
+		d.counts[s.bucket] += uint64(len(s.keys))
+		b := d.db.NewBatch()
+		_ = b.Set(countKey(s.bucket), binary.BigEndian.AppendUint64(nil, d.counts[s.bucket]), nil)
+		_ = b.Set(metaSeq, binary.BigEndian.AppendUint64(nil, s.seq), nil)
+		// Synced, so that "m.seq" never lags behind what Release relies on.
+		err = d.db.Apply(b, pebble.Sync)
+		b.Close()
+	}
+	if err != nil {
+		// The set stays in place for lookups; the index takes no more writes
+		// and the spool refuses ingest until a restart re-adds the keys.
+		d.err = fmt.Errorf("flush: %w", err)
+		d.logger.Error("de-duplication index flush failed", "err", err)
+		return
+	}
+	d.durable = max(d.durable, s.seq)
+	clear(s.keys)
+	d.spare, d.imm = s.keys, nil
+}
+
+func (d *dedupIndex) ingest(s *keySet) error {
+	keys := d.sortBuf[:0]
+	for k := range s.keys {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b message.DedupKey) int { return bytes.Compare(a[:], b[:]) })
+	d.sortBuf = keys
+	d.tableSeq++
+	path := filepath.Join(d.dir, fmt.Sprintf("%s%d", ingestPrefix, d.tableSeq))
+	f, err := vfs.Default.Create(path)
+	if err != nil {
+		return err
+	}
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), d.writerOpts)
+	var buf [dataKeyLen]byte
+	for _, k := range keys {
+		if err = w.Set(dataKey(buf[:0], s.bucket, k), nil); err != nil {
+			break
+		}
+	}
+	if err = errors.Join(err, w.Close()); err == nil { // Close syncs the file
+		err = d.db.Ingest([]string{path}) // which pebble links, then removes
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
+}
+
+// persist makes durable the keys of every seq up to upTo (or, with all, of
+// every key added, remembered ones too) and returns the last seq whose keys
+// are durable.
+func (d *dedupIndex) persist(upTo uint64, all bool) (uint64, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.writableLocked(); err != nil {
+		return d.durable, err
+	}
+	for d.durable < min(upTo, d.memSeq) || (all && (d.imm != nil || len(d.mem.keys) > 0 || d.durable < d.memSeq)) {
+		switch {
+		case d.err != nil:
+			return d.durable, fmt.Errorf("de-duplication index: %w", d.err)
+		case d.imm != nil:
+			d.flushed.Wait()
+		case len(d.mem.keys) >= ingestMin:
+			if err := d.rotateLocked(); err != nil {
+				return d.durable, err
+			}
+		default:
+			if err := d.writeMemLocked(); err != nil {
+				return d.durable, err
+			}
+		}
+	}
+	return d.durable, nil
+}
+
+// writeMemLocked writes the filling set, and its seq, with one synced
+// batch.
+func (d *dedupIndex) writeMemLocked() error {
+	b := d.db.NewBatch()
+	defer b.Close()
+	var buf [dataKeyLen]byte
+	for k := range d.mem.keys {
+		_ = b.Set(dataKey(buf[:0], d.mem.bucket, k), nil, nil)
+	}
+	n := d.counts[d.mem.bucket] + uint64(len(d.mem.keys))
+	if len(d.mem.keys) > 0 {
+		_ = b.Set(countKey(d.mem.bucket), binary.BigEndian.AppendUint64(nil, n), nil)
+	}
+	_ = b.Set(metaSeq, binary.BigEndian.AppendUint64(nil, d.memSeq), nil)
+	if err := d.db.Apply(b, pebble.Sync); err != nil {
+		return fmt.Errorf("de-duplication index write: %w", err)
+	}
+	if len(d.mem.keys) > 0 {
+		d.counts[d.mem.bucket] = n
+	}
+	clear(d.mem.keys)
+	d.durable = d.memSeq
+	return nil
+}
+
+// expire drops the buckets no lookup at now reads any more: one range
+// tombstone when a bucket ages out, nothing otherwise.
+func (d *dedupIndex) expire(now time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.writableLocked(); err != nil {
+		return err
+	}
+	b := d.bucketLocked(now)
+	if b < 2 || b-2 <= d.expired {
+		return nil
+	}
+	lo := b - 2
+	batch := d.db.NewBatch()
+	defer batch.Close()
+	var zero message.DedupKey
+	_ = batch.DeleteRange(dataKey(nil, 0, zero), dataKey(nil, lo, zero), nil)
+	for bk := range d.counts {
+		if bk < lo {
+			_ = batch.Delete(countKey(bk), nil)
+		}
+	}
+	if err := d.db.Apply(batch, pebble.NoSync); err != nil {
+		return fmt.Errorf("de-duplication index expiry: %w", err)
+	}
+	for bk := range d.counts {
+		if bk < lo {
+			delete(d.counts, bk)
+		}
+	}
+	d.expired = lo
+	return nil
+}
+
+// isNewIndex reports whether the index awaits a rebuild by the caller.
+func (d *dedupIndex) isNewIndex() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.isNew
+}
+
+// lastKnown is the last seq whose keys the index holds.
+func (d *dedupIndex) lastKnown() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.memSeq
+}
+
+// markNew marks the index as missing keys the caller must Remember again.
+func (d *dedupIndex) markNew() error {
+	if err := d.db.Set(metaNew, binary.BigEndian.AppendUint64(nil, 1), pebble.Sync); err != nil {
+		return fmt.Errorf("de-duplication index: %w", err)
+	}
+	d.mu.Lock()
+	d.isNew = true
+	d.mu.Unlock()
+	return nil
+}
+
+// rebuilt makes every key added durable and clears the mark that the index
+// was created empty.
+func (d *dedupIndex) rebuilt() error {
+	if _, err := d.persist(0, true); err != nil {
+		return err
+	}
+	if err := d.db.Delete(metaNew, pebble.Sync); err != nil {
+		return fmt.Errorf("de-duplication index: %w", err)
+	}
+	d.mu.Lock()
+	d.isNew = false
+	d.mu.Unlock()
+	return nil
+}
+
+// estimate is the number of keys written to the buckets a lookup at now
+// reads: exact but for keys remembered twice (each Remember writes).
+func (d *dedupIndex) estimate(now time.Time) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.bucketLocked(now)
+	var n int
+	for bk, c := range d.counts {
+		if bk+2 >= b {
+			n += int(c)
+		}
+	}
+	for _, s := range []*keySet{&d.mem, d.imm} {
+		if s != nil && s.bucket+2 >= b {
+			n += len(s.keys)
+		}
+	}
+	return n
+}
+
+// close makes every key added durable and closes the database.
+func (d *dedupIndex) close() error {
+	_, err := d.persist(0, true)
+	d.mu.Lock()
+	for d.imm != nil && d.err == nil { // a flush of a failed index may still run
+		d.flushed.Wait()
+	}
+	d.closed = true
+	d.mu.Unlock()
+	if errors.Is(err, ErrClosed) {
+		err = nil
+	}
+	return errors.Join(err, d.db.Close())
+}
+
+// pebbleLogger sends pebble's messages to the spool's logger.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "dedup-index")
+}
+
+// Fatalf is called by pebble on a broken invariant; it must not return.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "dedup-index")
+	panic("pebble: " + msg)
+}

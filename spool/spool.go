@@ -1,23 +1,51 @@
 // Package spool is the durable write-ahead log between the callback handlers
 // and ClickHouse. Append returns only once its records are fsync'd;
 // concurrent appends share one fsync (group commit). One committer goroutine
-// is the sequencer: it drops duplicates, assigns each accepted record the next
-// seq and writes it. The loader reads records back in seq order and releases
-// them once ClickHouse holds them.
+// is the sequencer: it drops duplicates, refuses what does not fit and
+// assigns each accepted record the next seq; a writer goroutine writes what
+// was sequenced with one fsync, while the next group is being sequenced, and
+// answers in seq order. The loader reads records back in seq order and
+// releases them once ClickHouse holds them.
 //
 // The log itself is github.com/hashicorp/raft-wal: segment files of
 // CRC-checked frames in which a torn tail after a crash is detected and
 // ignored on recovery, prefix truncation that deletes whole segments, and one
-// fsync per append batch. The raft log index is the seq.
+// fsync per append batch. The raft log index is the seq. The layout of a
+// record is described in format.go.
+//
+// # Memory
+//
+// Nothing the spool keeps in memory grows with the number of records or of
+// remembered keys:
+//
+//   - the used-bytes figure is end(last) − offset(first), both read from
+//     record headers (each record carries the running offset of the bytes
+//     spooled before it), so Release costs one header read whatever remains;
+//   - the tail of recent records kept for the loader is at most 16 MiB;
+//   - the committer's scratch space is bounded by the largest group
+//     (maxGroup requests), and at most 2×maxCoalesce groups are in flight;
+//   - the de-duplication index (dedup.go) is a pebble database in
+//     <dir>/dedup plus the keys not yet written to it. Its budget: up to
+//     three sets of 128 Ki keys in memory (the one filling, the one being
+//     written as an sstable, a spare; about 5 MiB each), a 24 MiB pebble
+//     cache shared by two 4 MiB memtables and 16 MiB of index and bloom
+//     filter blocks, at most 256 open sstables and one compaction at a time:
+//     about 45 MiB, whether it holds a thousand keys or a hundred million.
+//     Past about ten million keys the bloom filters outgrow the block cache
+//     and lookups start reading them from the page cache. On disk a key
+//     takes about 40 bytes, for one to one and a half windows.
 package spool
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,31 +70,6 @@ var (
 	ErrFailed = errors.New("spool write failed")
 )
 
-// Record is one message to spool: its de-duplication key and its encoded
-// row, laid out as the log stores it (key first). Make one with NewRecord.
-type Record struct {
-	Key   message.DedupKey
-	entry []byte // Key followed by the row
-}
-
-// NewRecord builds a record in one allocation: fill appends the row to the
-// slice it is given (about sizeHint bytes are reserved for it).
-func NewRecord(key message.DedupKey, sizeHint int, fill func(dst []byte) []byte) Record {
-	b := make([]byte, len(key), len(key)+sizeHint)
-	copy(b, key[:])
-	return Record{Key: key, entry: fill(b)}
-}
-
-// Data is the record's row.
-func (r Record) Data() []byte { return r.entry[len(r.Key):] }
-
-// Entry is a spooled record with its seq.
-type Entry struct {
-	Seq  uint64
-	Key  message.DedupKey
-	Data []byte
-}
-
 // Result says what Append did with a request's records.
 type Result struct {
 	Accepted   int // new records now durable
@@ -77,22 +80,30 @@ type Result struct {
 
 // Options configures Open.
 type Options struct {
-	Dir         string
-	MaxBytes    int64         // room for records not yet released
-	DedupWindow time.Duration // 0 disables de-duplication
+	Dir      string
+	MaxBytes int64 // room for records not yet released; 0 means no limit
+	// DedupWindow is how long a key is remembered: a record whose key was
+	// appended or remembered at least this long ago (at most one and a half
+	// times) is dropped as a duplicate. 0 disables de-duplication.
+	DedupWindow time.Duration
 	Logger      *slog.Logger
+
+	now func() time.Time // the clock of the de-duplication window; tests set it
 }
 
 // Stats are counters for metrics.
 type Stats struct {
-	Bytes      int64
+	Bytes      int64 // held by spooled records: Σ RecordOverhead+len(row)
 	FirstSeq   uint64
 	LastSeq    uint64
 	Records    uint64 // accepted since start
 	Duplicates uint64
 	Refused    uint64 // refused because full
 	Commits    uint64 // fsync'd batches
-	DedupKeys  int    // keys remembered for de-duplication
+	// DedupKeys estimates the keys remembered for de-duplication (one to one
+	// and a half windows): it counts keys as they are written to the index,
+	// so a key remembered twice counts twice.
+	DedupKeys int
 }
 
 type pending struct {
@@ -106,54 +117,93 @@ type pending struct {
 type Spool struct {
 	log      *wal.WAL
 	meta     *metadb.BoltMetaDB
-	lock     *os.File // flock'd: one process per spool
+	lock     *os.File    // flock'd: one process per spool
+	dedup    *dedupIndex // nil when de-duplication is off
 	logger   *slog.Logger
 	maxBytes int64
+	now      func() time.Time
 	reqs     chan *pending
 	changed  chan struct{}
 	quit     chan struct{}
 	stopped  chan struct{}
 
-	mu     sync.Mutex // guards dedup, sizes, first, failed
-	dedup  *dedupIndex
-	sizes  []int64 // encoded size of each record in [first, last]
-	first  uint64  // first seq still spooled (valid when len(sizes) > 0)
-	failed error
-	// tail holds the most recent records (contiguous seqs ending at the last
-	// one) so the loader reads them from memory, not back from disk.
-	tail      []Entry
-	tailBytes int
+	// Append holds closeMu shared while it queues a request; Close takes it
+	// exclusively to set closed, so that nothing is queued once the
+	// committer may have stopped draining.
+	closeMu   sync.RWMutex
+	closed    bool
 	closeOnce sync.Once
+	closeErr  error
 
-	last     atomic.Uint64
-	bytes    atomic.Int64
+	releaseMu sync.Mutex // one Release at a time
+
+	mu     sync.Mutex // guards start, end, failed, tail, reserved*; first and last change under it
+	start  uint64     // offset of the first spooled record
+	end    uint64     // offset after the last one: the spool holds end−start bytes
+	failed error
+	tail   tail
+
+	first    atomic.Uint64 // first seq in the log, 0 when it holds none
+	last     atomic.Uint64 // last durable seq, or the floor
+	released atomic.Uint64 // highest seq released
 	records  atomic.Uint64
 	dups     atomic.Uint64
 	refused  atomic.Uint64
 	commits  atomic.Uint64
-	released atomic.Uint64 // highest seq released
-	full     atomic.Bool   // an append was refused for room and none fitted since
+	full     atomic.Bool // an append was refused for room and none fitted since
+
+	// What the committer reserved for batches on their way to the writer:
+	// the last seq and the offset after it (equal to last and end when
+	// nothing is in flight).
+	reservedLast uint64
+	reservedEnd  uint64
+
+	// The group commit is a pipeline: the committer sequences a group (see
+	// sequence) while the writer fsyncs the previous one (see write).
+	writes     chan *batch // to the writer, in order
+	free       chan *batch // batches to reuse
+	sequencing atomic.Bool // the committer is sequencing a batch
+	inflightMu sync.Mutex
+	inflight   map[message.DedupKey]struct{} // keys of batches not yet in the index
+
+	// The committer's scratch space, reused from one group to the next.
+	inGroup map[message.DedupKey]struct{}
+	known   map[message.DedupKey]struct{}
+	keys    []message.DedupKey
+	found   []bool
 }
 
 // maxGroup bounds how many requests share one fsync.
 const maxGroup = 1024
 
-// maxTailBytes bounds the in-memory copy of recent records; older ones are
-// read back from the log.
-const maxTailBytes = 64 << 20
+// dedupDir is the de-duplication index's directory inside the spool's.
+const dedupDir = "dedup"
 
 // Open opens (or creates) the spool in opts.Dir, recovers the log after a
-// crash, and remembers the keys of every record still spooled.
+// crash, and opens the de-duplication index, re-adding the keys of spooled
+// records it may have lost in a crash.
 func Open(opts Options) (*Spool, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DedupWindow < 0 {
+		return nil, fmt.Errorf("spool: negative de-duplication window %v", opts.DedupWindow)
+	}
+	now := opts.now
+	if now == nil {
+		now = time.Now
 	}
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	lock, err := lockDir(opts.Dir)
 	if err != nil {
+		return nil, err
+	}
+	hasFormat, err := readFormat(opts.Dir)
+	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	// raft-wal's Close leaves its meta store open (and its file locked), so
@@ -171,13 +221,21 @@ func Open(opts Options) (*Spool, error) {
 		lock:     lock,
 		logger:   logger,
 		maxBytes: opts.MaxBytes,
+		now:      now,
 		reqs:     make(chan *pending, maxGroup),
 		changed:  make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		stopped:  make(chan struct{}),
-		dedup:    newDedupIndex(opts.DedupWindow, time.Now()),
+		writes:   make(chan *batch, maxCoalesce),
+		free:     make(chan *batch, 2*maxCoalesce),
+		inflight: map[message.DedupKey]struct{}{},
+		inGroup:  map[message.DedupKey]struct{}{},
+		known:    map[message.DedupKey]struct{}{},
 	}
 	fail := func(err error) (*Spool, error) {
+		if s.dedup != nil {
+			s.dedup.close()
+		}
 		log.Close()
 		meta.Close()
 		lock.Close()
@@ -191,32 +249,117 @@ func Open(opts Options) (*Spool, error) {
 	if err != nil {
 		return fail(fmt.Errorf("spool: %w", err))
 	}
-	if last > 0 && first > 0 {
-		s.first = first
-		var l raft.Log
-		for seq := first; seq <= last; seq++ {
-			if err := log.GetLog(seq, &l); err != nil {
-				return fail(fmt.Errorf("spool: recover seq %d: %w", seq, err))
-			}
-			e, err := decodeEntry(seq, l.Data)
-			if err != nil {
-				return fail(fmt.Errorf("spool: recover seq %d: %w", seq, err))
-			}
-			s.dedup.add(e.Key)
-			s.sizes = append(s.sizes, int64(len(l.Data)))
-			s.bytes.Add(int64(len(l.Data)))
+	if !hasFormat {
+		if last > 0 {
+			return fail(oldFormatError(opts.Dir, first, last))
 		}
+		if err := writeFormat(opts.Dir); err != nil {
+			return fail(err)
+		}
+	}
+	if last > 0 && first > 0 {
+		hf, err := s.readHeader(first)
+		if err != nil {
+			return fail(err)
+		}
+		hl, err := s.readHeader(last)
+		if err != nil {
+			return fail(err)
+		}
+		s.start, s.end = hf.off, hl.end()
+		s.first.Store(first)
 		s.released.Store(first - 1)
-		logger.Info("spool recovered", "first_seq", first, "last_seq", last, "bytes", s.bytes.Load())
+		logger.Info("spool recovered", "first_seq", first, "last_seq", last, "bytes", s.end-s.start)
 	}
 	s.last.Store(last)
+	dir := filepath.Join(opts.Dir, dedupDir)
+	if opts.DedupWindow > 0 {
+		if s.dedup, err = openDedup(dir, opts.DedupWindow, last, logger); err != nil {
+			return fail(err)
+		}
+		if err := s.catchUpIndex(); err != nil {
+			return fail(err)
+		}
+	} else if _, err := os.Stat(dir); err == nil {
+		// An index left behind would miss the keys appended while
+		// de-duplication is off; drop it, so that turning it back on starts
+		// from an index that says it is new.
+		logger.Info("de-duplication is off: removing its index", "dir", dir)
+		if err := os.RemoveAll(dir); err != nil {
+			return fail(fmt.Errorf("spool: %w", err))
+		}
+	}
+	s.reservedLast, s.reservedEnd = s.last.Load(), s.end
+	for range cap(s.free) {
+		s.free <- &batch{}
+	}
 	go s.commitLoop()
+	go s.writeLoop()
 	return s, nil
+}
+
+// catchUpIndex re-adds the keys of the spooled records the index may have
+// lost in a crash: those after the last seq it durably knows.
+func (s *Spool) catchUpIndex() error {
+	d := s.dedup
+	first, last := s.first.Load(), s.last.Load()
+	known := d.lastKnown()
+	if first == 0 || known >= last {
+		return nil
+	}
+	if known+1 < first && !d.isNewIndex() {
+		// Released records' keys were never durable in the index: only a
+		// rebuild from ClickHouse can bring them back.
+		s.logger.Warn("de-duplication index misses released records; marking it for a rebuild", "index_seq", known, "first_seq", first)
+		if err := d.markNew(); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+	}
+	from := max(known+1, first)
+	started := time.Now()
+	keys := make([]message.DedupKey, 0, 4096)
+	var l raft.Log
+	for seq := from; seq <= last; seq++ {
+		if err := s.log.GetLog(seq, &l); err != nil {
+			return fmt.Errorf("spool: re-index seq %d: %w", seq, err)
+		}
+		e, _, err := decodeLog(&l)
+		if err != nil {
+			return fmt.Errorf("spool: re-index: %w", err)
+		}
+		if !e.Reissue {
+			keys = append(keys, e.Key)
+		}
+		if len(keys) == cap(keys) || seq == last {
+			if err := d.add(keys, seq, s.now()); err != nil {
+				return fmt.Errorf("spool: %w", err)
+			}
+			keys = keys[:0]
+		}
+	}
+	s.logger.Info("de-duplication index caught up with the spool", "from_seq", from, "last_seq", last,
+		"took", time.Since(started).Round(time.Millisecond))
+	return nil
+}
+
+// readHeader reads the header of a record from the log.
+func (s *Spool) readHeader(seq uint64) (header, error) {
+	var l raft.Log
+	if err := s.log.GetLog(seq, &l); err != nil {
+		return header{}, fmt.Errorf("spool: read seq %d: %w", seq, err)
+	}
+	_, h, err := decodeLog(&l)
+	if err != nil {
+		return header{}, fmt.Errorf("spool: %w", err)
+	}
+	return h, nil
 }
 
 // SetFloor makes the next seq larger than floor, the highest seq ClickHouse
 // already holds. It must be called before the first Append. A spool that
 // still holds records below the floor does not belong to that database.
+// On an empty spool, afterwards LastSeq and Released are floor and FirstSeq
+// is 0.
 func (s *Spool) SetFloor(floor uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -224,33 +367,73 @@ func (s *Spool) SetFloor(floor uint64) error {
 	if floor <= last {
 		return nil
 	}
-	if len(s.sizes) > 0 {
-		return fmt.Errorf("spool ends at seq %d but ClickHouse already holds seq %d: this data_dir belongs to another database", last, floor)
+	if s.first.Load() != 0 || s.reservedLast != last {
+		return fmt.Errorf("spool ends at seq %d but ClickHouse already holds seq %d: this data_dir belongs to another database", max(last, s.reservedLast), floor)
 	}
 	s.last.Store(floor)
-	s.released.Store(floor)
+	s.reservedLast = floor
+	storeMax(&s.released, floor)
 	return nil
 }
 
-// Remember marks a key as seen (a message ClickHouse already holds), so that
-// a re-delivery within the window is dropped.
-func (s *Spool) Remember(k message.DedupKey) {
-	s.mu.Lock()
-	s.dedup.add(k)
-	s.mu.Unlock()
+// Remember marks keys as seen (messages ClickHouse already holds), so that a
+// re-delivery within the window is dropped. Remembered keys are durable
+// once written to pebble: at the latest at DedupIndexRebuilt or Close.
+func (s *Spool) Remember(keys ...message.DedupKey) error {
+	if s.dedup == nil {
+		return nil
+	}
+	if err := s.dedup.add(keys, 0, s.now()); err != nil {
+		return fmt.Errorf("spool: remember: %w", err)
+	}
+	return nil
+}
+
+// DedupIndexIsNew reports that the de-duplication index was created empty
+// (at this Open, or at an earlier one whose rebuild was never confirmed with
+// DedupIndexRebuilt) while the caller may hold older messages, e.g. a fresh
+// data_dir against a ClickHouse that already has messages, or a changed
+// window. The caller should then Remember the keys of the messages it
+// received within the window. It is false when de-duplication is off.
+func (s *Spool) DedupIndexIsNew() bool {
+	return s.dedup != nil && s.dedup.isNewIndex()
+}
+
+// DedupIndexRebuilt records (durably) that the caller finished remembering
+// the keys of its messages within the window, so that DedupIndexIsNew is
+// false from the next Open on. Until it is called, every Open reports the
+// index as new: a rebuild cut short by a crash is redone.
+func (s *Spool) DedupIndexRebuilt() error {
+	if s.dedup == nil {
+		return nil
+	}
+	if err := s.dedup.rebuilt(); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
 }
 
 // Append makes recs durable and returns once they are fsync'd, or with an
 // error and none of them spooled. Duplicates are dropped.
 func (s *Spool) Append(ctx context.Context, recs []Record) (Result, error) {
+	for i, r := range recs {
+		if len(r.entry) < dataHeader {
+			return Result{}, fmt.Errorf("spool: record %d was not made with NewRecord or NewReissue", i)
+		}
+	}
 	p := &pending{recs: recs, done: make(chan struct{})}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return Result{}, ErrClosed
+	}
 	select {
 	case s.reqs <- p:
-	case <-s.quit:
-		return Result{}, ErrClosed
 	case <-ctx.Done():
+		s.closeMu.RUnlock()
 		return Result{}, ctx.Err()
 	}
+	s.closeMu.RUnlock()
 	// Once queued the request is committed or refused by the committer; wait
 	// for that outcome even if ctx ends, so the caller never reports a
 	// failure for records that became durable.
@@ -259,120 +442,314 @@ func (s *Spool) Append(ctx context.Context, recs []Record) (Result, error) {
 }
 
 func (s *Spool) commitLoop() {
-	defer close(s.stopped)
+	defer close(s.writes) // the writer ends once it wrote what is queued
 	group := make([]*pending, 0, maxGroup)
 	for {
-		var p *pending
 		select {
-		case p = <-s.reqs:
+		case p := <-s.reqs:
+			group = append(group[:0], p)
 		case <-s.quit:
-			// Drain what was queued before Close so no caller hangs.
-			for {
-				select {
-				case p := <-s.reqs:
-					s.commit([]*pending{p})
-				default:
-					return
-				}
+			// Close stopped all queueing before it closed quit, so what is
+			// queued now is all there will be: commit it so no caller hangs.
+			for len(s.reqs) > 0 {
+				s.sequence(s.gather(group[:0]))
 			}
+			return
 		}
-		group = append(group[:0], p)
-	drain:
-		for len(group) < maxGroup {
-			select {
-			case q := <-s.reqs:
-				group = append(group, q)
-			default:
-				break drain
-			}
-		}
-		s.commit(group)
+		s.sequence(s.gather(group))
+		clear(group)
 	}
 }
 
-// commit sequences and writes one group with a single fsync.
-func (s *Spool) commit(group []*pending) {
-	s.mu.Lock()
-	if s.failed != nil {
-		err := s.failed
-		s.mu.Unlock()
-		for _, p := range group {
-			p.err = fmt.Errorf("%w: %v", ErrFailed, err)
-			close(p.done)
+// gather adds the requests queued meanwhile to group, up to maxGroup.
+func (s *Spool) gather(group []*pending) []*pending {
+	for len(group) < maxGroup {
+		select {
+		case q := <-s.reqs:
+			group = append(group, q)
+		default:
+			return group
 		}
-		return
 	}
-	s.dedup.rotate(time.Now())
-	next := s.last.Load() + 1
-	used := s.bytes.Load()
-	var logs []*raft.Log
-	var added []message.DedupKey
-	var newSizes []int64
-	for _, p := range group {
-		mark := len(added)
-		var need int64
-		var entries []*raft.Log
-		for _, r := range p.recs {
-			if s.dedup.seen(r.Key) {
-				p.res.Duplicates++
-				continue
-			}
-			s.dedup.add(r.Key)
-			added = append(added, r.Key)
-			data := r.entry
-			need += int64(len(data))
-			entries = append(entries, &raft.Log{Index: next + uint64(len(entries)), Data: data})
+	return group
+}
+
+// A batch is a sequenced group on its way to the writer.
+type batch struct {
+	group []*pending
+	slab  []raft.Log // the accepted records, seqs base..base+len-1
+	ptrs  []*raft.Log
+	offs  []byte
+	added []message.DedupKey // keys to add to the index once written
+	base  uint64
+	end   uint64 // offset after the batch
+	now   time.Time
+}
+
+// sequence is the first stage of a group commit, run by the committer: it
+// drops duplicates, refuses what does not fit and assigns seqs and offsets,
+// then queues the batch for the writer. It runs while the writer fsyncs the
+// previous batch; keys of batches not yet written are found in s.inflight.
+func (s *Spool) sequence(group []*pending) {
+	b := <-s.free
+	s.sequencing.Store(true)
+	b.group = append(b.group[:0], group...)
+	b.now = s.now()
+	defer func() {
+		// Cleared before the send: a writer that sees it set can count on
+		// one more batch.
+		s.sequencing.Store(false)
+		s.writes <- b
+	}()
+	s.mu.Lock()
+	failed := s.failed
+	base := s.reservedLast + 1
+	off := s.reservedEnd
+	used := int64(s.reservedEnd - s.start) // Release only lowers it meanwhile
+	s.mu.Unlock()
+	b.base, b.end = base, off
+	if failed != nil {
+		return // the writer fails the group
+	}
+	d := s.dedup
+	if d != nil {
+		if err := d.expire(b.now); err != nil {
+			s.logger.Warn("dropping expired de-duplication keys failed", "err", err)
 		}
-		if len(entries) > 0 && s.maxBytes > 0 && used+need > s.maxBytes {
-			for _, k := range added[mark:] {
-				s.dedup.remove(k)
+	}
+
+	// Look the group's keys up in the index at once, in key order.
+	clear(s.inGroup)
+	var known map[message.DedupKey]struct{}
+	if d != nil {
+		var err error
+		if known, err = s.lookupGroup(group, b.now); err != nil {
+			s.fail(err)
+			return
+		}
+	}
+	added, slab := b.added[:0], b.slab[:0]
+	next := base
+	for _, p := range group {
+		keyMark, logMark := len(added), len(slab)
+		var need int64
+		for _, r := range p.recs {
+			if d != nil && !r.Reissue() {
+				_, dup := s.inGroup[r.Key]
+				if !dup {
+					_, dup = known[r.Key]
+				}
+				if dup {
+					p.res.Duplicates++
+					continue
+				}
+				s.inGroup[r.Key] = struct{}{}
+				added = append(added, r.Key)
 			}
-			added = added[:mark]
-			p.res = Result{}
-			p.err = ErrFull
-			s.refused.Add(uint64(len(entries)))
+			need += r.size()
+			slab = append(slab, raft.Log{Data: r.entry})
+		}
+		n := len(slab) - logMark
+		if n > 0 && s.maxBytes > 0 && used+need > s.maxBytes {
+			// Refused: no trace of it, in the log or in the index.
+			for _, k := range added[keyMark:] {
+				delete(s.inGroup, k)
+			}
+			added, slab = added[:keyMark], slab[:logMark]
+			p.res, p.err = Result{}, ErrFull
+			s.refused.Add(uint64(n))
 			s.full.Store(true)
 			continue
 		}
-		if len(entries) > 0 {
-			p.res.FirstSeq, p.res.LastSeq = next, next+uint64(len(entries))-1
-			p.res.Accepted = len(entries)
-			for _, e := range entries {
-				newSizes = append(newSizes, int64(len(e.Data)))
-			}
-			next += uint64(len(entries))
+		if n > 0 {
+			p.res.Accepted, p.res.FirstSeq, p.res.LastSeq = n, next, next+uint64(n)-1
+			next += uint64(n)
 			used += need
-			logs = append(logs, entries...)
 		}
 	}
-	s.mu.Unlock()
 
-	var err error
-	if len(logs) > 0 {
-		err = s.log.StoreLogs(logs)
+	// Seqs and running offsets, now that refused requests are out.
+	if cap(b.offs) < offsetLen*len(slab) {
+		b.offs = make([]byte, offsetLen*len(slab))
+	}
+	ptrs := b.ptrs[:0]
+	end := off
+	for i := range slab {
+		l := &slab[i]
+		l.Index = base + uint64(i)
+		l.Extensions = binary.BigEndian.AppendUint64(b.offs[offsetLen*i:offsetLen*i], end)
+		end += uint64(len(l.Data) + offsetLen)
+		ptrs = append(ptrs, l)
+	}
+	b.added, b.slab, b.ptrs, b.end = added, slab, ptrs, end
+	if len(added) > 0 {
+		s.inflightMu.Lock()
+		for _, k := range added {
+			s.inflight[k] = struct{}{}
+		}
+		s.inflightMu.Unlock()
+	}
+	s.mu.Lock()
+	s.reservedLast, s.reservedEnd = base+uint64(len(ptrs))-1, end
+	s.mu.Unlock()
+}
+
+// writeLoop is the second stage of a group commit: it writes the batches
+// sequenced while it wrote the previous ones with one fsync, adds their keys
+// to the index and answers their requests, in order. A write that fails
+// fails every later batch.
+func (s *Spool) writeLoop() {
+	defer close(s.stopped)
+	var bs []*batch
+	var w writeScratch
+	for b := range s.writes {
+		bs = append(bs[:0], b)
+		waited := false
+	more:
+		for len(bs) < maxCoalesce {
+			select {
+			case b, ok := <-s.writes:
+				if !ok {
+					break more
+				}
+				bs = append(bs, b)
+				continue
+			default:
+			}
+			// A batch being sequenced is ready in microseconds: wait for it
+			// (once) rather than start an fsync without it.
+			if waited || !s.sequencing.Load() {
+				break
+			}
+			waited = true
+			b, ok := <-s.writes
+			if !ok {
+				break
+			}
+			bs = append(bs, b)
+		}
+		s.write(bs, &w)
+		for _, b := range bs {
+			clear(b.group)
+			clear(b.slab) // let the records' buffers go; the tail keeps what it needs
+			b.group, b.slab, b.ptrs, b.added = b.group[:0], b.slab[:0], b.ptrs[:0], b.added[:0]
+			s.free <- b
+		}
+		clear(bs)
+	}
+}
+
+// maxCoalesce bounds how many sequenced batches share one fsync (and so the
+// batches in flight).
+const maxCoalesce = 16
+
+// writeScratch is the writer's scratch space, reused from one write to the
+// next.
+type writeScratch struct {
+	ptrs  []*raft.Log
+	added []message.DedupKey
+}
+
+func (s *Spool) write(bs []*batch, w *writeScratch) {
+	ptrs, added := w.ptrs[:0], w.added[:0]
+	for _, b := range bs {
+		ptrs = append(ptrs, b.ptrs...)
+		added = append(added, b.added...)
+	}
+	w.ptrs, w.added = ptrs, added
+	defer func() { clear(w.ptrs) }()
+	var lastSeq, end uint64 // of the last batch that has records; batches are contiguous
+	for _, b := range bs {
+		if len(b.ptrs) > 0 {
+			lastSeq, end = b.ptrs[len(b.ptrs)-1].Index, b.end
+		}
 	}
 
 	s.mu.Lock()
-	if err != nil {
+	err := s.failed
+	s.mu.Unlock()
+	if err == nil && len(ptrs) > 0 {
+		if err = s.log.StoreLogs(ptrs); err != nil {
+			s.fail(err)
+		}
+	}
+	if err == nil && len(ptrs) > 0 && s.dedup != nil {
+		if ierr := s.dedup.add(added, lastSeq, bs[len(bs)-1].now); ierr != nil {
+			// The records are durable (their callers are told so) but their
+			// keys are not in the index; a restart re-adds them.
+			s.fail(ierr)
+		}
+	}
+	if len(added) > 0 {
+		s.inflightMu.Lock()
 		for _, k := range added {
-			s.dedup.remove(k)
+			delete(s.inflight, k)
 		}
-		s.failed = err
-		s.logger.Error("spool write failed; refusing ingest until restart", "err", err)
-	} else if len(logs) > 0 {
-		if len(s.sizes) == 0 {
-			s.first = logs[0].Index
+		s.inflightMu.Unlock()
+	}
+	if err == nil && len(ptrs) > 0 {
+		s.mu.Lock()
+		if s.first.Load() == 0 {
+			s.first.Store(ptrs[0].Index)
 		}
-		s.sizes = append(s.sizes, newSizes...)
-		s.bytes.Add(used - s.bytes.Load())
-		s.keepTail(logs)
-		s.last.Store(logs[len(logs)-1].Index)
-		s.records.Add(uint64(len(logs)))
+		s.end = end
+		for _, b := range bs {
+			s.tail.add(b.slab)
+		}
+		s.last.Store(lastSeq)
+		s.mu.Unlock()
+		s.records.Add(uint64(len(ptrs)))
 		s.commits.Add(1)
 		s.full.Store(false)
 	}
-	s.mu.Unlock()
+	for _, b := range bs {
+		s.finish(b.group, err)
+	}
+	if err == nil && len(ptrs) > 0 {
+		select {
+		case s.changed <- struct{}{}:
+		default:
+		}
+	}
+}
 
+// lookupGroup returns the keys of a group's records (re-issues aside) that
+// the index or a batch not yet written already holds. It uses s.inGroup as
+// scratch and leaves it empty.
+func (s *Spool) lookupGroup(group []*pending, now time.Time) (map[message.DedupKey]struct{}, error) {
+	keys := s.keys[:0]
+	for _, p := range group {
+		for _, r := range p.recs {
+			if _, ok := s.inGroup[r.Key]; !ok && !r.Reissue() {
+				s.inGroup[r.Key] = struct{}{}
+				keys = append(keys, r.Key)
+			}
+		}
+	}
+	clear(s.inGroup)
+	slices.SortFunc(keys, func(a, b message.DedupKey) int { return bytes.Compare(a[:], b[:]) })
+	found := slices.Grow(s.found[:0], len(keys))[:len(keys)]
+	s.keys, s.found = keys, found
+	clear(s.known)
+	s.inflightMu.Lock()
+	for i, k := range keys {
+		_, found[i] = s.inflight[k]
+	}
+	s.inflightMu.Unlock()
+	if err := s.dedup.lookup(keys, found, now); err != nil {
+		return nil, err
+	}
+	for i, k := range keys {
+		if found[i] {
+			s.known[k] = struct{}{}
+		}
+	}
+	return s.known, nil
+}
+
+// finish answers a group's requests; err, if not nil, fails those not
+// already answered.
+func (s *Spool) finish(group []*pending, err error) {
 	for _, p := range group {
 		if err != nil && p.err == nil {
 			p.res = Result{}
@@ -381,46 +758,18 @@ func (s *Spool) commit(group []*pending) {
 		s.dups.Add(uint64(p.res.Duplicates))
 		close(p.done)
 	}
-	if len(logs) > 0 && err == nil {
-		select {
-		case s.changed <- struct{}{}:
-		default:
-		}
-	}
 }
 
-// keepTail adds just-written records to the in-memory tail, dropping the
-// oldest past maxTailBytes. Called with s.mu held.
-func (s *Spool) keepTail(logs []*raft.Log) {
-	if n := len(s.tail); n > 0 && s.tail[n-1].Seq+1 != logs[0].Index {
-		s.tail, s.tailBytes = nil, 0
-	}
-	for _, l := range logs {
-		e := Entry{Seq: l.Index, Data: l.Data[16:]}
-		copy(e.Key[:], l.Data[:16])
-		s.tail = append(s.tail, e)
-		s.tailBytes += len(l.Data)
-	}
-	drop := 0
-	for s.tailBytes > maxTailBytes && drop < len(s.tail) {
-		s.tailBytes -= len(s.tail[drop].Data) + 16
-		drop++
-	}
-	s.trimTail(drop)
+func (s *Spool) fail(err error) {
+	s.mu.Lock()
+	s.failLocked(err)
+	s.mu.Unlock()
 }
 
-// trimTail drops the first n tail entries. Called with s.mu held.
-func (s *Spool) trimTail(n int) {
-	if n <= 0 {
-		return
-	}
-	if n >= len(s.tail) {
-		s.tail, s.tailBytes = nil, 0
-		return
-	}
-	s.tail = s.tail[n:]
-	if cap(s.tail) > 4*len(s.tail)+1024 {
-		s.tail = append([]Entry(nil), s.tail...)
+func (s *Spool) failLocked(err error) {
+	if s.failed == nil {
+		s.failed = err
+		s.logger.Error("spool write failed; refusing ingest until restart", "err", err)
 	}
 }
 
@@ -430,6 +779,11 @@ func (s *Spool) Changed() <-chan struct{} { return s.changed }
 // LastSeq is the seq of the last durable record (or the floor).
 func (s *Spool) LastSeq() uint64 { return s.last.Load() }
 
+// FirstSeq is the seq of the first record still in the log, 0 when it holds
+// none. Records from FirstSeq to LastSeq can be read; a loader that
+// restarts reads from here and checks what ClickHouse already holds.
+func (s *Spool) FirstSeq() uint64 { return s.first.Load() }
+
 // Released is the highest seq released: every seq up to it is in ClickHouse.
 func (s *Spool) Released() uint64 { return s.released.Load() }
 
@@ -438,21 +792,13 @@ func (s *Spool) Released() uint64 { return s.released.Load() }
 func (s *Spool) Read(from uint64, max int, maxBytes int) ([]Entry, error) {
 	s.mu.Lock()
 	last := s.last.Load()
-	if n := len(s.tail); n > 0 && from >= s.tail[0].Seq {
-		var out []Entry
-		size := 0
-		for _, e := range s.tail[from-s.tail[0].Seq:] {
-			if len(out) >= max || size >= maxBytes {
-				break
-			}
-			out = append(out, e)
-			size += len(e.Data)
-		}
+	if s.tail.holds(from) {
+		out := s.tail.read(from, max, maxBytes)
 		s.mu.Unlock()
 		return out, nil
 	}
-	if n := len(s.tail); n > 0 {
-		last = s.tail[0].Seq - 1 // older records come from the log
+	if len(s.tail.entries) > 0 && from < s.tail.first {
+		last = s.tail.first - 1 // older records come from the log
 	}
 	s.mu.Unlock()
 	var out []Entry
@@ -462,9 +808,9 @@ func (s *Spool) Read(from uint64, max int, maxBytes int) ([]Entry, error) {
 		if err := s.log.GetLog(seq, &l); err != nil {
 			return out, fmt.Errorf("spool: read seq %d: %w", seq, err)
 		}
-		e, err := decodeEntry(seq, l.Data)
+		e, _, err := decodeLog(&l)
 		if err != nil {
-			return out, fmt.Errorf("spool: read seq %d: %w", seq, err)
+			return out, fmt.Errorf("spool: read: %w", err)
 		}
 		out = append(out, e)
 		size += len(e.Data)
@@ -472,42 +818,67 @@ func (s *Spool) Read(from uint64, max int, maxBytes int) ([]Entry, error) {
 	return out, nil
 }
 
-// Release drops records up to and including seq, which ClickHouse now holds.
-// The most recent record is kept so that the log always knows its last seq.
+// Release deletes the records up to and including seq, which the caller
+// no longer needs (ClickHouse holds them). The most recent record is kept so
+// that the log always knows its last seq. It costs one header read and the
+// deletion of whole segments, whatever the number of records released or
+// remaining.
 func (s *Spool) Release(seq uint64) error {
+	s.releaseMu.Lock()
+	defer s.releaseMu.Unlock()
+	storeMax(&s.released, seq)
+
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if seq > s.released.Load() {
-		s.released.Store(seq)
-	}
-	drop := 0
-	for drop < len(s.tail) && s.tail[drop].Seq <= seq {
-		s.tailBytes -= len(s.tail[drop].Data) + 16
-		drop++
-	}
-	s.trimTail(drop)
-	if len(s.sizes) == 0 {
+	first, last := s.first.Load(), s.last.Load()
+	s.mu.Unlock()
+	if first == 0 || min(seq, last-1) < first {
+		s.mu.Lock()
+		s.tail.dropThrough(seq)
+		s.mu.Unlock()
 		return nil
 	}
-	upTo := min(seq, s.last.Load()-1)
-	if upTo < s.first {
-		return nil
+	upTo := min(seq, last-1)
+	if d := s.dedup; d != nil {
+		// Once deleted, a record's key can no longer be re-added after a
+		// crash: make the index durable first.
+		durable, err := d.persist(upTo, false)
+		if err != nil {
+			return fmt.Errorf("spool: release to %d: %w", upTo, err)
+		}
+		upTo = min(upTo, durable) // below only if an index write failed
+		if upTo < first {
+			return nil
+		}
 	}
-	if err := s.log.DeleteRange(s.first, upTo); err != nil {
+
+	s.mu.Lock()
+	h, ok := s.tail.header(upTo + 1)
+	s.tail.dropThrough(seq)
+	s.mu.Unlock()
+	if !ok {
+		var err error
+		if h, err = s.readHeader(upTo + 1); err != nil {
+			return fmt.Errorf("spool: release to %d: %w", upTo, err)
+		}
+	}
+	if err := s.log.DeleteRange(first, upTo); err != nil {
 		return fmt.Errorf("spool: release to %d: %w", upTo, err)
 	}
-	n := upTo - s.first + 1
-	var freed int64
-	for _, sz := range s.sizes[:n] {
-		freed += sz
-	}
-	s.sizes = append(s.sizes[:0:0], s.sizes[n:]...)
-	s.first = upTo + 1
-	s.bytes.Add(-freed)
-	if freed > 0 {
-		s.full.Store(false)
-	}
+	s.mu.Lock()
+	s.first.Store(upTo + 1)
+	s.start = h.off
+	s.mu.Unlock()
+	s.full.Store(false)
 	return nil
+}
+
+func storeMax(a *atomic.Uint64, v uint64) {
+	for {
+		cur := a.Load()
+		if v <= cur || a.CompareAndSwap(cur, v) {
+			return
+		}
+	}
 }
 
 // Healthy reports nil unless a write failed or the spool is full.
@@ -527,29 +898,36 @@ func (s *Spool) Healthy() error {
 // Stats returns counters for metrics.
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
-	first := s.first
-	if len(s.sizes) == 0 {
-		first = 0
-	}
-	keys := s.dedup.len()
+	bytes := int64(s.end - s.start)
+	first, last := s.first.Load(), s.last.Load()
 	s.mu.Unlock()
-	return Stats{
-		Bytes: s.bytes.Load(), FirstSeq: first, LastSeq: s.last.Load(),
+	st := Stats{
+		Bytes: bytes, FirstSeq: first, LastSeq: last,
 		Records: s.records.Load(), Duplicates: s.dups.Load(), Refused: s.refused.Load(), Commits: s.commits.Load(),
-		DedupKeys: keys,
 	}
+	if s.dedup != nil {
+		st.DedupKeys = s.dedup.estimate(s.now())
+	}
+	return st
 }
 
-// Close stops the committer after the requests already queued and closes
-// the log.
+// Close stops the committer after the requests already queued (later
+// Appends return ErrClosed), syncs the de-duplication index and closes the
+// log.
 func (s *Spool) Close() error {
-	var err error
 	s.closeOnce.Do(func() {
+		s.closeMu.Lock()
+		s.closed = true
+		s.closeMu.Unlock()
 		close(s.quit)
 		<-s.stopped
-		err = errors.Join(s.log.Close(), s.meta.Close(), s.lock.Close())
+		var err error
+		if s.dedup != nil {
+			err = s.dedup.close()
+		}
+		s.closeErr = errors.Join(err, s.log.Close(), s.meta.Close(), s.lock.Close())
 	})
-	return err
+	return s.closeErr
 }
 
 // ErrLocked is returned by Open when another process has the spool open.
@@ -567,16 +945,4 @@ func lockDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("%w (%s): stop it, or give this one its own data_dir", ErrLocked, dir)
 	}
 	return f, nil
-}
-
-// An entry on disk is the 16-byte de-duplication key followed by the row.
-func decodeEntry(seq uint64, b []byte) (Entry, error) {
-	if len(b) < 16 {
-		return Entry{}, errors.New("entry shorter than its key")
-	}
-	var e Entry
-	e.Seq = seq
-	copy(e.Key[:], b[:16])
-	e.Data = append([]byte(nil), b[16:]...) // b may be the log's pooled buffer
-	return e, nil
 }
