@@ -81,7 +81,7 @@ type Result struct {
 // Options configures Open.
 type Options struct {
 	Dir      string
-	MaxBytes int64 // room for records not yet released; 0 means no limit
+	MaxBytes int64 // room for records not yet loaded (see MarkLoaded); 0 means no limit
 	// DedupWindow is how long a key is remembered: a record whose key was
 	// appended or remembered at least this long ago (at most one and a half
 	// times) is dropped as a duplicate. 0 disables de-duplication.
@@ -94,6 +94,7 @@ type Options struct {
 // Stats are counters for metrics.
 type Stats struct {
 	Bytes      int64 // held by spooled records: Σ RecordOverhead+len(row)
+	Unloaded   int64 // of Bytes, those not yet marked loaded: what counts against MaxBytes
 	FirstSeq   uint64
 	LastSeq    uint64
 	Records    uint64 // accepted since start
@@ -140,6 +141,7 @@ type Spool struct {
 	mu     sync.Mutex // guards start, end, failed, tail, reserved*; first and last change under it
 	start  uint64     // offset of the first spooled record
 	end    uint64     // offset after the last one: the spool holds end−start bytes
+	loaded uint64     // offset after the last record marked loaded (MarkLoaded)
 	failed error
 	tail   tail
 
@@ -505,7 +507,9 @@ func (s *Spool) sequence(group []*pending) {
 	failed := s.failed
 	base := s.reservedLast + 1
 	off := s.reservedEnd
-	used := int64(s.reservedEnd - s.start) // Release only lowers it meanwhile
+	// Only records not yet loaded count against MaxBytes; Release and
+	// MarkLoaded only lower it meanwhile.
+	used := int64(s.reservedEnd - max(s.start, min(s.loaded, s.reservedEnd)))
 	s.mu.Unlock()
 	b.base, b.end = base, off
 	if failed != nil {
@@ -872,6 +876,36 @@ func (s *Spool) Release(seq uint64) error {
 	return nil
 }
 
+// MarkLoaded tells the spool that every record up to seq is in ClickHouse,
+// though perhaps not yet on its disk. Such records stay until Release, but
+// no longer count against MaxBytes: ingest is not refused while loaded data
+// waits to become durable (the disk may then hold up to MaxBytes plus what
+// was loaded meanwhile).
+func (s *Spool) MarkLoaded(seq uint64) error {
+	s.mu.Lock()
+	first, last := s.first.Load(), s.last.Load()
+	if first == 0 || seq < first {
+		s.mu.Unlock()
+		return nil
+	}
+	seq = min(seq, last)
+	h, ok := s.tail.header(seq)
+	s.mu.Unlock()
+	if !ok {
+		var err error
+		if h, err = s.readHeader(seq); err != nil {
+			return fmt.Errorf("spool: mark loaded %d: %w", seq, err)
+		}
+	}
+	s.mu.Lock()
+	if e := h.end(); e > s.loaded {
+		s.loaded = e
+	}
+	s.mu.Unlock()
+	s.full.Store(false)
+	return nil
+}
+
 func storeMax(a *atomic.Uint64, v uint64) {
 	for {
 		cur := a.Load()
@@ -899,10 +933,11 @@ func (s *Spool) Healthy() error {
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	bytes := int64(s.end - s.start)
+	unloaded := int64(s.end - max(s.start, min(s.loaded, s.end)))
 	first, last := s.first.Load(), s.last.Load()
 	s.mu.Unlock()
 	st := Stats{
-		Bytes: bytes, FirstSeq: first, LastSeq: last,
+		Bytes: bytes, Unloaded: unloaded, FirstSeq: first, LastSeq: last,
 		Records: s.records.Load(), Duplicates: s.dups.Load(), Refused: s.refused.Load(), Commits: s.commits.Load(),
 	}
 	if s.dedup != nil {

@@ -960,3 +960,43 @@ func TestFormat(t *testing.T) {
 		}
 	})
 }
+
+// Records marked loaded (in ClickHouse, not yet on its disk) stay in the
+// spool until released but no longer count against MaxBytes: a full spool
+// takes messages again as soon as the loader has caught up.
+func TestLoadedRecordsDoNotCountAgainstMaxBytes(t *testing.T) {
+	s := mustOpen(t, t.TempDir(), Options{MaxBytes: 64 << 10})
+	n := 0
+	for ; ; n++ {
+		_, err := s.Append(context.Background(), []Record{rec(n)})
+		if errors.Is(err, ErrFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Healthy() == nil {
+		t.Fatal("a full spool reports healthy")
+	}
+	if err := s.MarkLoaded(s.LastSeq()); err != nil {
+		t.Fatal(err)
+	}
+	if s.Healthy() != nil {
+		t.Fatalf("still unhealthy after everything was loaded: %v", s.Healthy())
+	}
+	before := s.Stats()
+	if _, err := s.Append(context.Background(), []Record{rec(n)}); err != nil {
+		t.Fatalf("append after everything was loaded: %v", err)
+	}
+	after := s.Stats()
+	if after.Bytes <= before.Bytes || after.Unloaded >= after.Bytes || after.Unloaded <= 0 {
+		t.Fatalf("stats before %+v after %+v: the loaded records must stay, only the new one unloaded", before, after)
+	}
+	if err := s.Release(s.LastSeq()); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Unloaded > st.Bytes || st.Bytes > after.Bytes {
+		t.Fatalf("after release: %+v", st)
+	}
+}
