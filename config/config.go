@@ -22,7 +22,14 @@ type Config struct {
 	Spool      Spool      `yaml:"spool"`
 	Ingest     Ingest     `yaml:"ingest"`
 	Sources    Sources    `yaml:"sources"`
+	Admin      Admin      `yaml:"admin"`
 	Debug      Debug      `yaml:"debug"`
+}
+
+// Admin configures the admin API through which commands reach a running
+// serve (imports, map loads).
+type Admin struct {
+	Token string `yaml:"token" secret:"true" help:"bearer token of the admin API (/v1/admin/…) that commands use to reach a running serve; empty = admin API disabled"`
 }
 
 // Debug holds diagnostics that are off by default.
@@ -66,6 +73,7 @@ type Export struct {
 type Spool struct {
 	MaxBytes    int64         `yaml:"max_bytes" help:"disk the spool may use before ingest answers 503"`
 	DedupWindow time.Duration `yaml:"dedup_window" help:"a source message delivered again within this window is stored once"`
+	Retain      time.Duration `yaml:"retain" help:"with clickhouse.dsn, how long loaded messages stay in the spool (ClickHouse does not fsync its parts; the managed server is synced instead)"`
 }
 
 // Ingest configures the callback endpoints.
@@ -118,6 +126,7 @@ func Default() Config {
 		Spool: Spool{
 			MaxBytes:    4 << 30,
 			DedupWindow: 24 * time.Hour,
+			Retain:      2 * time.Minute,
 		},
 		Ingest: Ingest{MaxBodyBytes: 32 << 20},
 	}

@@ -65,6 +65,9 @@ func (l Loaded) validate() error {
 	if c.Spool.DedupWindow < 0 {
 		return l.fail("spool.dedup_window", "must not be negative")
 	}
+	if c.Spool.Retain < 0 {
+		return l.fail("spool.retain", "must not be negative")
+	}
 	if c.Ingest.MaxBodyBytes < 1024 {
 		return l.fail("ingest.max_body_bytes", "%d is too small: at least 1KiB", c.Ingest.MaxBodyBytes)
 	}

@@ -8,38 +8,25 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/imbridge/imbridge/spool"
+	"github.com/imbridge/imbridge/ingest"
+	"github.com/imbridge/imbridge/source"
 	"github.com/imbridge/imbridge/store"
 )
-
-// Error is a client-facing error: a status, a message that says what is
-// wrong, and for batch bodies the line of the first bad message.
-type Error struct {
-	Status int
-	Msg    string
-	Line   int // 1-based line in the body; 0 when not about one line
-	Index  int // 1-based message index in the body; 0 when not about one message
-}
-
-func (e *Error) Error() string { return e.Msg }
-
-func badRequest(format string, args ...any) *Error {
-	return &Error{Status: http.StatusBadRequest, Msg: sprintf(format, args...)}
-}
 
 // statusOf is the one table from errors to HTTP statuses. Errors it does not
 // know are 500 with a generic message; their detail goes to the log only.
 func statusOf(err error) (int, string) {
-	var he *Error
+	var se *source.Error
+	var ie *ingest.InvalidError
 	switch {
-	case errors.As(err, &he):
-		return he.Status, he.Msg
-	case errors.Is(err, spool.ErrFull):
+	case errors.As(err, &se):
+		return se.Status, se.Msg
+	case errors.As(err, &ie):
+		return http.StatusBadRequest, ie.Error()
+	case errors.Is(err, ingest.ErrFull):
 		return http.StatusServiceUnavailable, "spool full: imbridge cannot store more until ClickHouse catches up; retry later"
-	case errors.Is(err, spool.ErrClosed):
-		return http.StatusServiceUnavailable, "shutting down; retry later"
-	case errors.Is(err, spool.ErrFailed):
-		return http.StatusServiceUnavailable, "the spool cannot write to disk; retry later"
+	case errors.Is(err, ingest.ErrUnavailable):
+		return http.StatusServiceUnavailable, "imbridge cannot store messages now (shutting down or a disk error); retry later"
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, "ClickHouse is unavailable; retry later"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -48,25 +35,19 @@ func statusOf(err error) (int, string) {
 	return http.StatusInternalServerError, "internal error"
 }
 
-// writeError renders err once as {"error": msg} (plus "line"/"message" when
-// known) and logs 5xx at Error, 4xx at Info.
-func writeError(c *gin.Context, logger *slog.Logger, err error) {
-	status, msg := statusOf(err)
+// logRefusal logs a refused request: 5xx at Error, 4xx at Info.
+func logRefusal(logger *slog.Logger, c *gin.Context, status int, err error) {
 	attrs := []any{"method", c.Request.Method, "path", c.FullPath(), "status", status, "err", err}
 	if status >= 500 {
 		logger.Error("request failed", attrs...)
 	} else {
 		logger.Info("request refused", attrs...)
 	}
-	body := gin.H{"error": msg}
-	var he *Error
-	if errors.As(err, &he) {
-		if he.Line > 0 {
-			body["line"] = he.Line
-		}
-		if he.Index > 0 {
-			body["message"] = he.Index
-		}
-	}
-	c.AbortWithStatusJSON(status, body)
+}
+
+// writeError renders err once as {"error": msg} and logs it.
+func writeError(c *gin.Context, logger *slog.Logger, err error) {
+	status, msg := statusOf(err)
+	logRefusal(logger, c, status, err)
+	c.AbortWithStatusJSON(status, gin.H{"error": msg})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/imbridge/imbridge/metrics"
+	"github.com/imbridge/imbridge/source"
 	"github.com/imbridge/imbridge/store"
 )
 
@@ -33,21 +34,21 @@ func parsePull(c *gin.Context) (pullRequest, error) {
 	p := pullRequest{name: "yunxin"}
 	if v, ok := c.GetQuery("name"); ok {
 		if !pullerName.MatchString(v) {
-			return p, badRequest("name %q: 1–64 letters, digits, '.', '_' or '-'", v)
+			return p, source.BadRequest("name %q: 1–64 letters, digits, '.', '_' or '-'", v)
 		}
 		p.name = v
 	}
 	if v, ok := c.GetQuery("cursor"); ok && v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return p, badRequest("cursor %q is not a non-negative integer (use the X-Imbridge-Cursor of the previous response)", v)
+			return p, source.BadRequest("cursor %q is not a non-negative integer (use the X-Imbridge-Cursor of the previous response)", v)
 		}
 		p.cursor, p.hasCursor = n, true
 	}
 	if v, ok := c.GetQuery("limit"); ok && v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
-			return p, badRequest("limit %q is not a positive integer", v)
+			return p, source.BadRequest("limit %q is not a positive integer", v)
 		}
 		p.limit = n
 	}
@@ -59,15 +60,16 @@ func parsePull(c *gin.Context) (pullRequest, error) {
 // streamed in constant memory. The next cursor is known before the body
 // starts, so it goes in X-Imbridge-Cursor; the stored cursor of the puller
 // moves only after the whole body was written.
-func handlePull(logger *slog.Logger, m *metrics.Metrics, lines lineStore, watermark func() uint64, cfg PullConfig) gin.HandlerFunc {
+func handlePull(logger *slog.Logger, m *metrics.Metrics, lines lineStore, watermark func() uint64, cfg PullConfig,
+	newReceipt func(*http.Request) (receipt, error)) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if !pullAllowed(c, cfg) {
-			writeError(c, logger, &Error{Status: http.StatusUnauthorized, Msg: "missing or wrong pull token, or address not allowed"})
+			pullError(c, logger, source.Unauthorized("missing or wrong pull token, or address not allowed"))
 			return
 		}
 		req, err := parsePull(c)
 		if err != nil {
-			writeError(c, logger, err)
+			pullError(c, logger, err)
 			return
 		}
 		ctx := c.Request.Context()
@@ -76,7 +78,7 @@ func handlePull(logger *slog.Logger, m *metrics.Metrics, lines lineStore, waterm
 			req.cursor, err = lines.PullCursor(qctx, req.name)
 			cancel()
 			if err != nil {
-				writeError(c, logger, unavailable(err))
+				pullError(c, logger, unavailable(err))
 				return
 			}
 		}
@@ -93,7 +95,7 @@ func handlePull(logger *slog.Logger, m *metrics.Metrics, lines lineStore, waterm
 			nth, ok, err := lines.NthSeq(qctx, filter, req.limit)
 			cancel()
 			if err != nil {
-				writeError(c, logger, unavailable(err))
+				pullError(c, logger, unavailable(err))
 				return
 			}
 			if ok {
@@ -116,7 +118,16 @@ func handlePull(logger *slog.Logger, m *metrics.Metrics, lines lineStore, waterm
 			w = zw
 		}
 		c.Status(http.StatusOK)
-		bw := bufio.NewWriterSize(w, 64<<10)
+		// Only a response read with the stored cursor can advance it, and
+		// only once the puller provably received all of it.
+		var rc receipt
+		if !req.hasCursor {
+			if rc, err = newReceipt(c.Request); err != nil {
+				logger.Warn("cannot follow this pull's delivery on its connection; it will not advance the stored cursor",
+					"puller", req.name, "err", err)
+			}
+		}
+		bw := bufio.NewWriterSize(&sampling{w: w, rc: rc}, 64<<10)
 		var count, size uint64
 		write := func(s string) {
 			n, _ := bw.WriteString(s)
@@ -143,26 +154,80 @@ func handlePull(logger *slog.Logger, m *metrics.Metrics, lines lineStore, waterm
 			// the connection so the puller sees an incomplete response.
 			logger.Error("pull aborted mid-stream; cursor not advanced", "puller", req.name, "err", err,
 				"cursor", req.cursor, "lines_written", count)
+			recordDelivery(logger, lines, store.Delivery{
+				At: start, Puller: req.name, CursorFrom: req.cursor, CursorTo: filter.UpTo, Count: count, Bytes: size,
+				RemoteAddr: c.ClientIP(), Duration: time.Since(start),
+			})
 			panic(http.ErrAbortHandler)
 		}
 		c.Writer.Flush()
+		// Every body byte is with the kernel now (only the terminating
+		// chunk waits for the handler to return): wait until the puller's
+		// TCP stack acknowledged all of it and its reader consumed it.
+		received := false
+		if rc != nil {
+			if err := rc.Wait(ctx, cfg.receiptTimeout()); err != nil {
+				logger.Warn("pull not received in full; the stored cursor stays and the next pull starts where this one started",
+					"puller", req.name, "cursor", req.cursor, "lines", count, "err", err)
+			} else {
+				received = true
+			}
+		}
 		m.PullLines.WithLabelValues(req.name).Add(float64(count))
 		m.PullBytes.WithLabelValues(req.name).Add(float64(size))
 		d := store.Delivery{
 			At: start, Puller: req.name, CursorFrom: req.cursor, CursorTo: filter.UpTo, Count: count, Bytes: size,
-			RemoteAddr: c.ClientIP(), Advanced: !req.hasCursor, Duration: time.Since(start),
+			RemoteAddr: c.ClientIP(), Advanced: received, Duration: time.Since(start),
 		}
-		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := lines.RecordDelivery(rctx, d); err != nil {
-			logger.Error("recording a delivery failed; the stored cursor did not move and the next pull re-delivers",
-				"puller", req.name, "err", err)
-		}
+		recordDelivery(logger, lines, d)
 	}
 }
 
+// recordDelivery writes a delivery, also one that did not advance (an
+// auditor sees every attempt).
+func recordDelivery(logger *slog.Logger, lines lineStore, d store.Delivery) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := lines.RecordDelivery(ctx, d); err != nil {
+		logger.Error("recording a delivery failed; the stored cursor did not move and the next pull re-delivers",
+			"puller", d.Puller, "advanced", d.Advanced, "err", err)
+	}
+}
+
+// receipt follows one response on its connection: whether the puller
+// received every byte of it.
+type receipt interface {
+	// Sample notes the connection's state while the body streams.
+	Sample() error
+	// Wait returns nil once every byte written was received; an error
+	// saying what is missing when the connection is lost or time is up.
+	Wait(ctx context.Context, timeout time.Duration) error
+}
+
+// sampling passes writes on and samples the receipt after each.
+type sampling struct {
+	w  io.Writer
+	rc receipt
+}
+
+func (s *sampling) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if s.rc != nil {
+		_ = s.rc.Sample()
+	}
+	return n, err
+}
+
 func unavailable(err error) error {
-	return &Error{Status: http.StatusServiceUnavailable, Msg: "ClickHouse is unavailable; retry later: " + err.Error()}
+	return &source.Error{Status: http.StatusServiceUnavailable, Msg: "ClickHouse is unavailable; retry later: " + err.Error()}
+}
+
+// pullError answers in Yunxin's own envelope, {"code":N,"desc":"…"} with the
+// same HTTP status, since Yunxin's puller reads code.
+func pullError(c *gin.Context, logger *slog.Logger, err error) {
+	status, msg := statusOf(err)
+	logRefusal(logger, c, status, err)
+	c.AbortWithStatusJSON(status, gin.H{"code": status, "desc": msg})
 }
 
 func pullAllowed(c *gin.Context, cfg PullConfig) bool {
@@ -187,9 +252,9 @@ func pullAllowed(c *gin.Context, cfg PullConfig) bool {
 		return false
 	}
 	if tok, ok := c.GetQuery("token"); ok {
-		return secretEqual(tok, cfg.Token)
+		return source.SecretEqual(tok, cfg.Token)
 	}
-	return bearerMatches(c.Request, cfg.Token)
+	return source.BearerMatches(c.Request, cfg.Token)
 }
 
 func acceptsGzip(r *http.Request) bool {

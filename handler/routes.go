@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -18,18 +19,10 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/imbridge/imbridge/message"
 	"github.com/imbridge/imbridge/metrics"
-	"github.com/imbridge/imbridge/spool"
 	"github.com/imbridge/imbridge/store"
+	"github.com/imbridge/imbridge/tcpack"
 )
-
-// ingester makes decoded messages durable.
-type ingester interface {
-	// Ingest returns once msgs are durable (or duplicates). Returns
-	// spool.ErrFull, spool.ErrClosed or spool.ErrFailed when it cannot.
-	Ingest(ctx context.Context, msgs []message.Message) (spool.Result, error)
-}
 
 // lineStore is what pull reads and records.
 type lineStore interface {
@@ -39,16 +32,21 @@ type lineStore interface {
 	RecordDelivery(ctx context.Context, d store.Delivery) error
 }
 
-// Secrets are the per-source credentials; an empty one disables its source.
-type Secrets struct {
-	NativeToken string
-}
-
 // PullConfig configures GET /v1/pull.
 type PullConfig struct {
 	Token  string
 	Allow  []netip.Prefix
 	Cutoff time.Time // zero: serve everything
+	// ReceiptTimeout bounds how long a pull waits, after its last byte, for
+	// the puller to acknowledge the whole response (default 30 s).
+	ReceiptTimeout time.Duration
+}
+
+func (p PullConfig) receiptTimeout() time.Duration {
+	if p.ReceiptTimeout > 0 {
+		return p.ReceiptTimeout
+	}
+	return 30 * time.Second
 }
 
 // Deps are the server's dependencies.
@@ -59,9 +57,14 @@ type Deps struct {
 	Lines        lineStore
 	Watermark    func() uint64                   // highest seq complete in ClickHouse
 	Ready        func(ctx context.Context) error // nil when ready
-	Secrets      Secrets
+	Sources      []Source                        // the enabled callback sources
+	Admin        *Admin                          // nil: the admin API answers 404
 	Pull         PullConfig
 	MaxBodyBytes int64
+	// Receipt follows a pull's response on its connection; nil means the
+	// TCP check of package tcpack (the server must set
+	// http.Server.ConnContext to tcpack.ConnContext).
+	Receipt func(r *http.Request) (receipt, error)
 }
 
 // NewServer builds the router with every route imbridge serves.
@@ -77,21 +80,49 @@ func NewServer(d Deps) http.Handler {
 	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
 
 	cb := r.Group("/v1/callbacks")
-	cb.POST("/native", handleNative(d.Logger, d.Metrics, d.Ingest, d.Secrets.NativeToken, d.MaxBodyBytes))
-	for _, name := range []string{"easemob", "tencent", "rongcloud", "yunxin"} {
-		cb.POST("/"+name, sourceDisabled(name))
+	enabled := map[string]bool{}
+	for _, src := range d.Sources {
+		cb.POST("/"+src.Name(), handleCallback(d.Logger, d.Metrics, d.Ingest, src, d.MaxBodyBytes))
+		enabled[src.Name()] = true
 	}
+	for _, name := range KnownSources {
+		if !enabled[name] {
+			cb.POST("/"+name, sourceDisabled(name))
+		}
+	}
+	routeAdmin(r.Group("/v1/admin"), d.Logger, d.Admin)
 
-	r.GET("/v1/pull", handlePull(d.Logger, d.Metrics, d.Lines, d.Watermark, d.Pull))
+	newReceipt := d.Receipt
+	if newReceipt == nil {
+		newReceipt = tcpReceipt
+	}
+	r.GET("/v1/pull", handlePull(d.Logger, d.Metrics, d.Lines, d.Watermark, d.Pull, newReceipt))
 	r.NoRoute(func(c *gin.Context) {
 		c.JSON(http.StatusNotFound, gin.H{"error": "no such route: " + c.Request.Method + " " + c.Request.URL.Path})
 	})
 	return r
 }
 
+// tcpReceipt follows a response on the request's TCP connection.
+func tcpReceipt(r *http.Request) (receipt, error) {
+	conn, ok := tcpack.FromContext(r.Context())
+	if !ok {
+		return nil, errors.New("the request's connection is unknown (http.Server.ConnContext is not tcpack.ConnContext)")
+	}
+	t, err := tcpack.New(conn)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// KnownSources are the callback routes imbridge has; a source whose
+// credentials are not configured answers 404.
+var KnownSources = []string{"native", "easemob", "tencent", "rongcloud", "yunxin"}
+
 func sourceDisabled(name string) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		c.JSON(http.StatusNotFound, gin.H{"error": "source " + name + " is not configured on this server"})
+		c.JSON(http.StatusNotFound, gin.H{"error": "source " + name + " is not configured on this server (see sources." + name + " in imbridge serve --help)"})
 	}
 }
 

@@ -1,25 +1,51 @@
-// Package ingest turns decoded messages into spool records (the exact line,
-// the audit row and the de-duplication key) and makes them durable. Every
-// source — callbacks and bulk import alike — enters imbridge through it.
+// Package ingest is the one way into imbridge: it validates canonical
+// messages and makes them durable in the spool (the callback sources, bulk
+// import and the re-issue of mapped messages all go through it), and it
+// defines the spool record that the loader reads back.
 package ingest
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/imbridge/imbridge/message"
 	"github.com/imbridge/imbridge/spool"
-	"github.com/imbridge/imbridge/store"
 )
+
+// Errors of Ingest and Reissue. Callers answer ErrFull and ErrUnavailable
+// with 503 so that providers retry.
+var (
+	// ErrFull: the spool holds spool.max_bytes not yet loaded into ClickHouse.
+	ErrFull = errors.New("spool full: imbridge cannot store more until ClickHouse catches up")
+	// ErrUnavailable: the spool is shutting down or cannot write to disk.
+	ErrUnavailable = errors.New("ingest unavailable")
+)
+
+// InvalidError says which message of a request is invalid; nothing of the
+// request was stored.
+type InvalidError struct {
+	Index int // 0-based position in the request
+	Err   error
+}
+
+func (e *InvalidError) Error() string { return fmt.Sprintf("message %d: %v", e.Index+1, e.Err) }
+func (e *InvalidError) Unwrap() error { return e.Err }
+
+// Result says what Ingest did with a request's messages.
+type Result struct {
+	Accepted   int // new messages, now durable
+	Duplicates int // already received within the de-duplication window
+}
 
 // spooler makes records durable.
 type spooler interface {
-	// Append returns once recs are fsync'd. Returns spool.ErrFull when there
-	// is no room, spool.ErrClosed or spool.ErrFailed otherwise.
 	Append(ctx context.Context, recs []spool.Record) (spool.Result, error)
 }
 
-// Ingester is the one way into the spool.
+// Ingester validates messages and spools them.
 type Ingester struct {
 	sp  spooler
 	now func() time.Time
@@ -28,59 +54,115 @@ type Ingester struct {
 // New returns an Ingester writing to sp.
 func New(sp spooler) *Ingester { return &Ingester{sp: sp, now: time.Now} }
 
-// Ingest makes msgs durable as one unit: all of them are spooled (or dropped
-// as duplicates), or none. msgs must be valid.
-func (in *Ingester) Ingest(ctx context.Context, msgs []message.Message) (spool.Result, error) {
+// Ingest makes msgs, all from source, durable as one unit: every one of them
+// is spooled (or dropped as a duplicate), or none is. It returns once they
+// are fsync'd. Messages without a Source get source; one with another
+// source, or one that fails validation, fails the whole request with an
+// *InvalidError.
+func (in *Ingester) Ingest(ctx context.Context, source string, msgs []message.Message) (Result, error) {
 	if len(msgs) == 0 {
-		return spool.Result{}, nil
+		return Result{}, nil
 	}
-	recs := Records(msgs, in.now())
-	return in.sp.Append(ctx, recs)
-}
-
-// Records encodes msgs as spool records received at the given time.
-func Records(msgs []message.Message, received time.Time) []spool.Record {
-	var enc message.Encoder
-	recs := make([]spool.Record, len(msgs))
-	var line, attach []byte
 	for i := range msgs {
 		m := &msgs[i]
-		line = enc.AppendLine(line[:0], m)
-		row := Row(m, string(line), received)
-		if attach = attachColumn(attach[:0], m); len(attach) > 0 {
-			row.Attach = string(attach)
+		if m.Source == "" {
+			m.Source = source
 		}
-		recs[i] = spool.NewRecord(m.Identity().DedupKey(m.Source), row.BinarySize(), row.AppendBinary)
+		if m.Source != source {
+			return Result{}, &InvalidError{Index: i, Err: fmt.Errorf("source %q in a request of source %q", m.Source, source)}
+		}
+		if err := m.Validate(); err != nil {
+			return Result{}, &InvalidError{Index: i, Err: err}
+		}
 	}
-	return recs
+	received := in.now().UnixMilli()
+	recs := make([]spool.Record, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		recs[i] = spool.NewRecord(m.Identity().DedupKey(m.Source), recordSizeHint(m), func(dst []byte) []byte {
+			return appendRecord(dst, m, received, 0)
+		})
+	}
+	res, err := in.sp.Append(ctx, recs)
+	if err != nil {
+		return Result{}, spoolError(err)
+	}
+	return Result{Accepted: res.Accepted, Duplicates: res.Duplicates}, nil
 }
 
-// Row is the audit row of m (without seq and attach).
-func Row(m *message.Message, line string, received time.Time) store.Message {
-	return store.Message{
-		Source:      m.Source,
-		SourceMsgID: m.SourceID,
-		Scene:       m.Scene.String(),
-		Type:        uint16(m.Type),
-		MsgID:       m.MsgID,
-		From:        m.From,
-		To:          m.To,
-		TID:         m.TID,
-		Accid2:      m.Accid2,
-		CreateTime:  m.CreateTime,
-		ClientType:  uint8(m.ClientType),
-		Body:        m.Body,
-		Ext:         m.Ext,
-		Line:        line,
-		ReceivedAt:  received.UnixMilli(),
-	}
+// Copy is a stored message spooled again under a new seq (same msgid, same
+// identity), so that it is rendered with the current maps and served again.
+type Copy struct {
+	Origin     uint64 // seq of the original
+	ReceivedAt int64  // ms, the original's
+	Message    message.Message
 }
 
-// attachColumn is what the attach column holds: the attach object as JSON
-// text, or a custom string payload as it is.
-func attachColumn(dst []byte, m *message.Message) []byte {
-	if c, ok := m.Attach.(*message.CustomData); ok && c.Object == nil {
-		return append(dst, c.String...)
+// Reissue spools copies; they bypass de-duplication. It returns the seq of
+// the last one.
+func (in *Ingester) Reissue(ctx context.Context, copies []Copy) (uint64, error) {
+	recs := make([]spool.Record, len(copies))
+	for i := range copies {
+		c := &copies[i]
+		recs[i] = spool.NewReissue(c.Message.Identity().DedupKey(c.Message.Source), recordSizeHint(&c.Message), func(dst []byte) []byte {
+			return appendRecord(dst, &c.Message, c.ReceivedAt, c.Origin)
+		})
 	}
-	return message.AttachJSON(dst, m.Attach)
+	res, err := in.sp.Append(ctx, recs)
+	if err != nil {
+		return 0, spoolError(err)
+	}
+	return res.LastSeq, nil
+}
+
+func spoolError(err error) error {
+	switch {
+	case errors.Is(err, spool.ErrFull):
+		return fmt.Errorf("%w (spool.max_bytes)", ErrFull)
+	case errors.Is(err, spool.ErrClosed), errors.Is(err, spool.ErrFailed):
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return err
+}
+
+// A spooled record: kind, received time, origin, canonical message.
+const kindMessage = 1
+
+// Spooled is a record read back from the spool.
+type Spooled struct {
+	Message    message.Message
+	ReceivedAt int64  // ms
+	Origin     uint64 // seq of the original for a re-issued copy, 0 for an original
+}
+
+func recordSizeHint(m *message.Message) int { return 1 + 2*binary.MaxVarintLen64 + m.BinarySizeHint() }
+
+func appendRecord(dst []byte, m *message.Message, received int64, origin uint64) []byte {
+	dst = append(dst, kindMessage)
+	dst = binary.AppendVarint(dst, received)
+	dst = binary.AppendUvarint(dst, origin)
+	return m.AppendBinary(dst)
+}
+
+// Decode reads a spooled record.
+func Decode(data []byte) (Spooled, error) {
+	var s Spooled
+	if len(data) == 0 || data[0] != kindMessage {
+		return s, errors.New("spooled record: unknown kind")
+	}
+	b := data[1:]
+	v, n := binary.Varint(b)
+	if n <= 0 {
+		return s, errors.New("spooled record: bad received time")
+	}
+	s.ReceivedAt, b = v, b[n:]
+	o, n := binary.Uvarint(b)
+	if n <= 0 {
+		return s, errors.New("spooled record: bad origin")
+	}
+	s.Origin, b = o, b[n:]
+	if err := s.Message.UnmarshalBinary(b); err != nil {
+		return s, fmt.Errorf("spooled record: %w", err)
+	}
+	return s, nil
 }

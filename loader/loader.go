@@ -1,17 +1,24 @@
 // Package loader moves spooled messages into ClickHouse in seq order, in large
-// batches, and releases them from the spool once ClickHouse holds them. Its
+// batches: it decodes each canonical message, renders its line with a
+// snapshot of the maps (the one render function), and inserts the rows. Its
 // watermark is the highest seq below which every message is in ClickHouse:
 // pull serves nothing above it, so a pull can never skip a message that is
-// still on its way.
+// still on its way. Loaded records are released from the spool only once
+// ClickHouse has them on disk (see Options.Durable and Options.Retain).
 package loader
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/imbridge/imbridge/ingest"
+	"github.com/imbridge/imbridge/mapping"
+	"github.com/imbridge/imbridge/message"
+	"github.com/imbridge/imbridge/render"
 	"github.com/imbridge/imbridge/spool"
 	"github.com/imbridge/imbridge/store"
 )
@@ -24,39 +31,68 @@ type messageWriter interface {
 	ExistingSeqs(ctx context.Context, lo, hi uint64) (map[uint64]bool, error)
 }
 
+// snapshotter gives the maps a batch is rendered with.
+type snapshotter interface {
+	Take(ctx context.Context, msgs []*message.Message) (*mapping.Snapshot, error)
+}
+
 // spoolReader is the part of the spool the loader needs.
 type spoolReader interface {
 	Read(from uint64, max int, maxBytes int) ([]spool.Entry, error)
 	Release(seq uint64) error
+	MarkLoaded(seq uint64) error
+	FirstSeq() uint64
 	LastSeq() uint64
-	Released() uint64
 	Changed() <-chan struct{}
 }
 
-// Options tunes batching.
+// Options tunes batching and release.
 type Options struct {
-	BatchRows  int           // most rows per INSERT (default 20000)
+	BatchRows  int           // most rows per INSERT (default 50 000)
 	BatchBytes int           // most record bytes per INSERT (default 32 MiB)
-	Linger     time.Duration // how long to wait for a fuller batch (default 200ms)
-	Logger     *slog.Logger
+	Linger     time.Duration // how long to wait for a fuller batch (default 1 s)
+	// Durable, when set, makes what ClickHouse has written so far durable
+	// (the managed server: syncfs of its data directory); loaded records are
+	// released right after it succeeds. Without it they are kept for Retain
+	// after loading (longer than the server's dirty-page writeback).
+	Durable func(ctx context.Context) error
+	Retain  time.Duration // default 2 min
+	// Urgent, when set and true, ends the wait for a fuller batch: the spool
+	// is filling up and must be loaded (and released) now.
+	Urgent func() bool
+	Logger *slog.Logger
 }
 
 // Loader is the single writer of the messages table.
 type Loader struct {
 	sp     spoolReader
 	st     messageWriter
+	maps   snapshotter
 	opts   Options
 	logger *slog.Logger
 
 	watermark atomic.Uint64
+	mu        sync.Mutex // guards rendered
+	rendered  uint64     // every row rendered with a map version below it is at or under the watermark (snapshots only grow)
+	started   atomic.Bool
+	loaded    []loadedMark // batches loaded, not yet released (owned by Run)
+
 	inserts   atomic.Uint64
 	rows      atomic.Uint64
+	held      atomic.Uint64
 	failures  atomic.Uint64
+	releaseAt atomic.Uint64 // highest seq released
 	lastErr   atomic.Pointer[string]
 }
 
-// New returns a loader that starts after the spool's released seq.
-func New(sp spoolReader, st messageWriter, opts Options) *Loader {
+type loadedMark struct {
+	seq uint64
+	at  time.Time
+}
+
+// New returns a loader. It starts, in Run, from the first record the spool
+// still holds, checking against ClickHouse what it already has.
+func New(sp spoolReader, st messageWriter, maps snapshotter, opts Options) *Loader {
 	if opts.BatchRows <= 0 {
 		opts.BatchRows = 50000
 	}
@@ -66,19 +102,31 @@ func New(sp spoolReader, st messageWriter, opts Options) *Loader {
 	if opts.Linger <= 0 {
 		opts.Linger = time.Second
 	}
+	if opts.Retain <= 0 {
+		opts.Retain = 2 * time.Minute
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Loader{sp: sp, st: st, opts: opts, logger: opts.Logger}
-	l.watermark.Store(sp.Released())
-	return l
+	return &Loader{sp: sp, st: st, maps: maps, opts: opts, logger: opts.Logger}
 }
 
 // Watermark is the highest seq such that every seq up to it is in ClickHouse.
 func (l *Loader) Watermark() uint64 { return l.watermark.Load() }
 
+// Rendered reports that every message rendered with a map version below
+// version is in ClickHouse at a seq of at most watermark.
+func (l *Loader) Rendered() (version, watermark uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rendered, l.watermark.Load()
+}
+
 // Lag is how many spooled messages are not yet in ClickHouse.
 func (l *Loader) Lag() uint64 {
+	if !l.started.Load() {
+		return 0
+	}
 	last, wm := l.sp.LastSeq(), l.watermark.Load()
 	if last < wm {
 		return 0
@@ -88,25 +136,37 @@ func (l *Loader) Lag() uint64 {
 
 // Stats are counters for metrics.
 type Stats struct {
-	Inserts, Rows, Failures uint64
-	LastError               string
+	Inserts, Rows, Held, Failures uint64
+	LastError                     string
 }
 
 // Stats returns the loader's counters.
 func (l *Loader) Stats() Stats {
-	s := Stats{Inserts: l.inserts.Load(), Rows: l.rows.Load(), Failures: l.failures.Load()}
+	s := Stats{Inserts: l.inserts.Load(), Rows: l.rows.Load(), Held: l.held.Load(), Failures: l.failures.Load()}
 	if e := l.lastErr.Load(); e != nil {
 		s.LastError = *e
 	}
 	return s
 }
 
+// start is where loading begins: the first record the spool still holds
+// (loaded before the last stop perhaps, kept until ClickHouse had it on
+// disk: it is checked again), or after the last seq when it holds none.
+func (l *Loader) start() uint64 {
+	if first := l.sp.FirstSeq(); first > 0 && first <= l.sp.LastSeq() {
+		return first
+	}
+	return l.sp.LastSeq() + 1
+}
+
 // Run loads until ctx ends, then makes one last attempt to load what is
 // spooled (bounded by drainTimeout, on a fresh context) and returns. Messages
 // it cannot load stay in the spool for the next start.
 func (l *Loader) Run(ctx context.Context, drainTimeout time.Duration) {
-	next := l.watermark.Load() + 1
-	verify := true // after a start or a failed INSERT, check what ClickHouse already has
+	next := l.start()
+	l.watermark.Store(next - 1)
+	l.started.Store(true)
+	verify := true // after a start or any failed INSERT, check what ClickHouse already has
 	backoff := 100 * time.Millisecond
 	var pendingSince time.Time
 	for {
@@ -114,9 +174,11 @@ func (l *Loader) Run(ctx context.Context, drainTimeout time.Duration) {
 			l.drain(next, verify, drainTimeout)
 			return
 		}
+		l.releaseLoaded(ctx)
 		last := l.sp.LastSeq()
 		if last < next {
 			pendingSince = time.Time{}
+			l.idle(ctx, next)
 			select {
 			case <-l.sp.Changed():
 			case <-ctx.Done():
@@ -124,7 +186,7 @@ func (l *Loader) Run(ctx context.Context, drainTimeout time.Duration) {
 			}
 			continue
 		}
-		if avail := last - next + 1; avail < uint64(l.opts.BatchRows) {
+		if avail := last - next + 1; avail < uint64(l.opts.BatchRows) && !l.urgent() {
 			if pendingSince.IsZero() {
 				pendingSince = time.Now()
 			}
@@ -134,7 +196,7 @@ func (l *Loader) Run(ctx context.Context, drainTimeout time.Duration) {
 				case <-ctx.Done():
 				case <-time.After(wait):
 				}
-				if time.Since(pendingSince) < l.opts.Linger && ctx.Err() == nil {
+				if time.Since(pendingSince) < l.opts.Linger && ctx.Err() == nil && !l.urgent() {
 					continue
 				}
 			}
@@ -142,10 +204,12 @@ func (l *Loader) Run(ctx context.Context, drainTimeout time.Duration) {
 		pendingSince = time.Time{}
 		hi, err := l.loadBatch(ctx, next, verify)
 		if err != nil {
+			// Whatever the cause — cancellation included — the INSERT may
+			// have committed on the server: check before loading again.
+			verify = true
 			if ctx.Err() != nil {
 				continue
 			}
-			verify = true
 			l.failures.Add(1)
 			msg := err.Error()
 			l.lastErr.Store(&msg)
@@ -166,6 +230,28 @@ func (l *Loader) Run(ctx context.Context, drainTimeout time.Duration) {
 	}
 }
 
+func (l *Loader) urgent() bool { return l.opts.Urgent != nil && l.opts.Urgent() }
+
+// idle notes, when nothing waits to be loaded, that every later message
+// will be rendered with the current map version or a newer one.
+func (l *Loader) idle(ctx context.Context, next uint64) {
+	snap, err := l.maps.Take(ctx, nil)
+	if err != nil {
+		return
+	}
+	if l.sp.LastSeq() < next {
+		l.noteRendered(snap.Version())
+	}
+}
+
+func (l *Loader) noteRendered(version uint64) {
+	l.mu.Lock()
+	if version > l.rendered {
+		l.rendered = version
+	}
+	l.mu.Unlock()
+}
+
 func (l *Loader) drain(next uint64, verify bool, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -178,12 +264,13 @@ func (l *Loader) drain(next uint64, verify bool, timeout time.Duration) {
 		verify = false
 		next = hi + 1
 	}
+	l.releaseLoaded(ctx)
 }
 
-// loadBatch inserts the next batch from seq next and returns the last seq it
-// covered. With verify set it first asks ClickHouse which of the batch's seqs
-// it already holds (an INSERT that failed on our side may have succeeded on
-// the server), so no row is inserted twice.
+// loadBatch renders and inserts the next batch from seq next and returns the
+// last seq it covered. With verify set it first asks ClickHouse which of the
+// batch's seqs it already holds (an INSERT that failed on our side may have
+// succeeded on the server), so no row is inserted twice.
 func (l *Loader) loadBatch(ctx context.Context, next uint64, verify bool) (uint64, error) {
 	entries, err := l.sp.Read(next, l.opts.BatchRows, l.opts.BatchBytes)
 	if err != nil {
@@ -202,19 +289,31 @@ func (l *Loader) loadBatch(ctx context.Context, next uint64, verify bool) (uint6
 			return 0, err
 		}
 	}
-	rows := make([]store.Message, 0, len(entries))
+	recs := make([]ingest.Spooled, 0, len(entries))
+	seqs := make([]uint64, 0, len(entries))
 	for _, e := range entries {
 		if have[e.Seq] {
 			continue
 		}
-		var r store.Message
-		if err := r.UnmarshalBinary(e.Data); err != nil {
+		r, err := ingest.Decode(e.Data)
+		if err != nil {
 			return 0, fmt.Errorf("spooled seq %d: %w", e.Seq, err)
 		}
-		r.Seq = e.Seq
-		rows = append(rows, r)
+		recs = append(recs, r)
+		seqs = append(seqs, e.Seq)
 	}
-	if len(rows) > 0 {
+	if len(recs) > 0 {
+		msgs := make([]*message.Message, len(recs))
+		for i := range recs {
+			msgs[i] = &recs[i].Message
+		}
+		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		snap, err := l.maps.Take(qctx, msgs)
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+		rows := Rows(seqs, recs, snap)
 		ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		err = l.st.InsertMessages(ictx, rows)
 		cancel()
@@ -223,11 +322,91 @@ func (l *Loader) loadBatch(ctx context.Context, next uint64, verify bool) (uint6
 		}
 		l.inserts.Add(1)
 		l.rows.Add(uint64(len(rows)))
+		for i := range rows {
+			if rows[i].Held {
+				l.held.Add(1)
+			}
+		}
+		l.watermark.Store(hi)
+		l.noteRendered(snap.Version())
+	} else {
+		l.watermark.Store(hi)
 	}
-	l.watermark.Store(hi)
-	if err := l.sp.Release(hi); err != nil {
-		// Loaded but not released: the next start re-checks these seqs.
-		l.logger.Error("releasing loaded records from the spool failed", "err", err, "seq", hi)
+	l.loaded = append(l.loaded, loadedMark{seq: hi, at: time.Now()})
+	if err := l.sp.MarkLoaded(hi); err != nil {
+		l.logger.Error("marking loaded records in the spool failed", "err", err, "seq", hi)
 	}
 	return hi, nil
+}
+
+// releaseLoaded deletes loaded records from the spool once ClickHouse has
+// them on disk: with Durable, right after it succeeds (and never while it
+// fails); without, after Retain.
+func (l *Loader) releaseLoaded(ctx context.Context) {
+	if len(l.loaded) == 0 {
+		return
+	}
+	upTo := uint64(0)
+	keep := 0
+	if l.opts.Durable != nil {
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := l.opts.Durable(dctx)
+		cancel()
+		if err == nil {
+			upTo, keep = l.loaded[len(l.loaded)-1].seq, len(l.loaded)
+		} else {
+			l.logger.Warn("making ClickHouse's data durable failed; keeping loaded records in the spool", "err", err)
+		}
+	}
+	if l.opts.Durable == nil {
+		for keep < len(l.loaded) && time.Since(l.loaded[keep].at) >= l.opts.Retain {
+			upTo = l.loaded[keep].seq
+			keep++
+		}
+	}
+	if keep == 0 {
+		return
+	}
+	if err := l.sp.Release(upTo); err != nil {
+		l.logger.Error("releasing loaded records from the spool failed", "err", err, "seq", upTo)
+		return
+	}
+	l.releaseAt.Store(upTo)
+	l.loaded = append(l.loaded[:0], l.loaded[keep:]...)
+}
+
+// Rows are the store rows of spooled records at seqs, rendered with maps.
+func Rows(seqs []uint64, recs []ingest.Spooled, maps *mapping.Snapshot) []store.Message {
+	var enc message.Encoder
+	rows := make([]store.Message, len(recs))
+	var line, buf []byte
+	for i := range recs {
+		r := &recs[i]
+		m := &r.Message
+		var out render.Outcome
+		line, out = render.Line(line[:0], &enc, m, maps)
+		row := &rows[i]
+		*row = store.Message{
+			Seq: seqs[i], Origin: r.Origin, Source: m.Source, SourceMsgID: m.SourceID, RecallKey: m.RecallKey,
+			Scene: m.Scene.String(), Type: uint16(m.Type), MsgID: m.MsgID, From: m.From, To: m.To,
+			TID: out.TID, GroupID: m.GroupID, Accid2: m.Accid2, CreateTime: m.CreateTime,
+			ClientType: uint8(m.ClientType), Body: m.Body, AttachURL: out.MediaURL, Ext: m.Ext,
+			Held: out.Held, RenderVersion: maps.Version(), ReceivedAt: r.ReceivedAt,
+		}
+		if row.Origin == 0 {
+			row.Origin = row.Seq
+		}
+		if !out.Held {
+			row.Line = string(line)
+		}
+		if m.Attach != nil {
+			buf = message.AttachColumn(buf[:0], m.Attach)
+			row.Attach = string(buf)
+		}
+		if m.TInfo.Len() > 0 {
+			buf = message.TInfoColumn(buf[:0], &m.TInfo)
+			row.TInfo = string(buf)
+		}
+	}
+	return rows
 }

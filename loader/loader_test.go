@@ -11,6 +11,7 @@ import (
 
 	"github.com/imbridge/imbridge/ingest"
 	"github.com/imbridge/imbridge/loader"
+	"github.com/imbridge/imbridge/mapping"
 	"github.com/imbridge/imbridge/message"
 	"github.com/imbridge/imbridge/spool"
 	"github.com/imbridge/imbridge/store"
@@ -19,12 +20,14 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
 
-// flakyStore inserts for real but reports failure for the first failN
+// flakyStore inserts for real but then reports failure for the first failN
 // inserts: the worst case, an INSERT that succeeded on the server while the
-// client saw an error.
+// client saw an error. With cancel set, the failure is the loader's own
+// context being cancelled (a shutdown during the INSERT).
 type flakyStore struct {
 	*store.Store
-	failN atomic.Int32
+	failN  atomic.Int32
+	cancel context.CancelFunc
 }
 
 func (f *flakyStore) InsertMessages(ctx context.Context, rows []store.Message) error {
@@ -32,6 +35,10 @@ func (f *flakyStore) InsertMessages(ctx context.Context, rows []store.Message) e
 		return err
 	}
 	if f.failN.Add(-1) >= 0 {
+		if f.cancel != nil {
+			f.cancel()
+			return context.Canceled
+		}
 		return errors.New("connection reset after the server committed")
 	}
 	return nil
@@ -46,20 +53,59 @@ func messages(from, to int) []message.Message {
 	return out
 }
 
-// loadUntil runs the loader until its watermark reaches want, then stops it.
-func loadUntil(t *testing.T, ld *loader.Loader, want uint64) {
+func openSpool(t *testing.T, dir string) *spool.Spool {
 	t.Helper()
+	sp, err := spool.Open(spool.Options{Dir: dir, DedupWindow: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	return sp
+}
+
+func ingestAll(t *testing.T, sp *spool.Spool, msgs []message.Message) {
+	t.Helper()
+	if _, err := ingest.New(sp).Ingest(context.Background(), "test", msgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newLoader(sp *spool.Spool, st interface {
+	InsertMessages(context.Context, []store.Message) error
+	ExistingSeqs(context.Context, uint64, uint64) (map[uint64]bool, error)
+}, maps *store.Store, opts loader.Options) *loader.Loader {
+	if opts.Linger == 0 {
+		opts.Linger = time.Millisecond
+	}
+	return loader.New(sp, st, mapping.NewSnapshots(maps), opts)
+}
+
+// run starts the loader and returns a stop function that waits for it.
+func run(ld *loader.Loader) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { ld.Run(ctx, time.Second); close(done) }()
-	defer func() { cancel(); <-done }()
+	go func() { ld.Run(ctx, 5*time.Second); close(done) }()
+	return func() { cancel(); <-done }
+}
+
+// waitFor polls cond until it holds or 30 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for ld.Watermark() < want {
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("watermark %d, want %d", ld.Watermark(), want)
+			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// loadUntil runs the loader until its watermark reaches want, then stops it.
+func loadUntil(t *testing.T, ld *loader.Loader, want uint64) {
+	t.Helper()
+	stop := run(ld)
+	defer stop()
+	waitFor(t, fmt.Sprintf("watermark %d", want), func() bool { return ld.Watermark() >= want })
 }
 
 // expectRows checks that messages holds exactly want rows with distinct seqs.
@@ -77,21 +123,26 @@ func expectRows(t *testing.T, st *store.Store, want uint64) {
 func TestFailedInsertThatCommittedIsNotLoadedTwice(t *testing.T) {
 	st := &flakyStore{Store: storetest.Open(t)}
 	st.failN.Store(2)
-	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), DedupWindow: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	in := ingest.New(sp)
-	if _, err := in.Ingest(context.Background(), messages(0, 500)); err != nil {
-		t.Fatal(err)
-	}
-	ld := loader.New(sp, st, loader.Options{BatchRows: 200, Linger: time.Millisecond})
+	sp := openSpool(t, t.TempDir())
+	ingestAll(t, sp, messages(0, 500))
+	ld := newLoader(sp, st, st.Store, loader.Options{BatchRows: 200})
 	loadUntil(t, ld, 500)
 	expectRows(t, st.Store, 500)
 	if s := ld.Stats(); s.Failures < 2 {
 		t.Errorf("failures = %d, want the two injected ones counted", s.Failures)
 	}
+}
+
+func TestInsertInterruptedByShutdownIsNotLoadedTwice(t *testing.T) {
+	st := &flakyStore{Store: storetest.Open(t)}
+	st.failN.Store(1)
+	sp := openSpool(t, t.TempDir())
+	ingestAll(t, sp, messages(0, 300))
+	ld := newLoader(sp, st, st.Store, loader.Options{BatchRows: 100})
+	ctx, cancel := context.WithCancel(context.Background())
+	st.cancel = cancel // the first INSERT commits, then serve is told to stop
+	ld.Run(ctx, 10*time.Second)
+	expectRows(t, st.Store, 300) // the shutdown drain checked before loading again
 }
 
 func TestLoaderResumesFromTheSpoolAfterRestart(t *testing.T) {
@@ -101,26 +152,84 @@ func TestLoaderResumesFromTheSpoolAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ingest.New(sp).Ingest(context.Background(), messages(0, 100)); err != nil {
-		t.Fatal(err)
-	}
-	ld := loader.New(sp, st, loader.Options{Linger: time.Millisecond})
-	loadUntil(t, ld, 100)
-	if _, err := ingest.New(sp).Ingest(context.Background(), messages(100, 150)); err != nil {
-		t.Fatal(err)
-	}
+	ingestAll(t, sp, messages(0, 100))
+	loadUntil(t, newLoader(sp, st, st, loader.Options{}), 100)
+	ingestAll(t, sp, messages(100, 150))
 	sp.Close()
 
-	// A new process: the spool remembers what was released, the loader resumes.
-	sp, err = spool.Open(spool.Options{Dir: dir, DedupWindow: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	ld = loader.New(sp, st, loader.Options{Linger: time.Millisecond})
-	if wm := ld.Watermark(); wm > 100 {
-		t.Fatalf("watermark at start %d is past what ClickHouse holds", wm)
-	}
+	// A new process: loaded records kept for durability are checked again,
+	// the rest is loaded.
+	sp = openSpool(t, dir)
+	ld := newLoader(sp, st, st, loader.Options{})
 	loadUntil(t, ld, 150)
 	expectRows(t, st, 150)
+}
+
+func TestFreshSpoolOnAUsedDatabaseContinuesAfterIt(t *testing.T) {
+	st := storetest.Open(t)
+	first := openSpool(t, t.TempDir())
+	ingestAll(t, first, messages(0, 40))
+	loadUntil(t, newLoader(first, st, st, loader.Options{}), 40)
+
+	// A replaced machine: a new data_dir, the same ClickHouse.
+	sp := openSpool(t, t.TempDir())
+	ld := newLoader(sp, st, st, loader.Options{}) // made before the floor is known, as serve does
+	max, err := st.MaxSeq(context.Background())
+	if err != nil || max != 40 {
+		t.Fatalf("max seq %d, %v", max, err)
+	}
+	if err := sp.SetFloor(max); err != nil {
+		t.Fatal(err)
+	}
+	ingestAll(t, sp, messages(40, 50))
+	loadUntil(t, ld, 50)
+	expectRows(t, st, 50)
+}
+
+// releaseCounter counts what the loader releases from the spool.
+type releaseCounter struct {
+	*spool.Spool
+	released atomic.Uint64
+}
+
+func (r *releaseCounter) Release(seq uint64) error {
+	r.released.Store(seq)
+	return r.Spool.Release(seq)
+}
+
+func TestLoadedRecordsStayUntilClickHouseHasThemOnDisk(t *testing.T) {
+	st := storetest.Open(t)
+	for _, test := range []struct {
+		name        string
+		durable     func(context.Context) error
+		retain      time.Duration
+		wantRelease bool
+	}{
+		{"kept for the retention without a sync", nil, time.Hour, false},
+		{"released after the retention", nil, time.Millisecond, true},
+		{"released once synced", func(context.Context) error { return nil }, time.Hour, true},
+		{"kept when the sync fails", func(context.Context) error { return errors.New("EIO") }, time.Hour, false},
+	} {
+		t.Run(test.name, func(t *testing.T) {
+			sp := &releaseCounter{Spool: openSpool(t, t.TempDir())}
+			ingestAll(t, sp.Spool, messages(0, 20))
+			ingestAll(t, sp.Spool, messages(20, 21)) // a second loader pass, after the first batch was loaded
+			ld := loader.New(sp, storetest.Open(t), mapping.NewSnapshots(st),
+				loader.Options{Linger: time.Millisecond, BatchRows: 20, Durable: test.durable, Retain: test.retain})
+			stop := run(ld)
+			defer stop()
+			waitFor(t, "watermark 21", func() bool { return ld.Watermark() >= 21 })
+			if test.wantRelease {
+				waitFor(t, "a release", func() bool { return sp.released.Load() >= 20 })
+				return
+			}
+			// Nothing may be released however long we look: give the loader
+			// a few more passes (it releases at the top of each).
+			ingestAll(t, sp.Spool, messages(21, 22))
+			waitFor(t, "watermark 22", func() bool { return ld.Watermark() >= 22 })
+			if r := sp.released.Load(); r != 0 {
+				t.Fatalf("released up to %d before ClickHouse had it on disk", r)
+			}
+		})
+	}
 }

@@ -455,6 +455,13 @@ func CustomFromString(s string) *CustomData {
 }
 
 func (t *TInfo) decode(raw json.RawMessage, tid int64) error {
+	return t.decodeKeys(raw, tid, true)
+}
+
+// decodeKeys reads tinfo keys 14–24; with withTid, "tid" is required and
+// must equal tid (a line's tinfo), without it "tid" is refused (the stored
+// column, whose tid comes from the team map).
+func (t *TInfo) decodeKeys(raw json.RawMessage, tid int64, withTid bool) error {
 	if jsonKind(raw) != '{' {
 		return fieldErr("data.tinfo", "must be an object")
 	}
@@ -463,10 +470,13 @@ func (t *TInfo) decode(raw json.RawMessage, tid int64) error {
 		return fieldErr("data.tinfo", "%v", cleanJSONError(err))
 	}
 	tidRaw, ok := fields["tid"]
-	if !ok {
+	switch {
+	case withTid && !ok:
 		return fieldErr("data.tinfo.tid", "required and equal to data.tid")
+	case !withTid && ok:
+		return fieldErr("data.tinfo.tid", "not part of a stored tinfo")
 	}
-	if v, ok := parseInt(tidRaw); !ok || v != tid {
+	if v, ok := parseInt(tidRaw); withTid && (!ok || v != tid) {
 		return fieldErr("data.tinfo.tid", "%s differs from data.tid %d", tidRaw, tid)
 	}
 	for k, v := range fields {

@@ -236,11 +236,27 @@ func appendClientTypeNumber(dst []byte, c ClientType) []byte {
 }
 
 func appendTInfo(dst []byte, t *TInfo, tid int64) []byte {
-	dst = append(dst, '{')
+	dst = appendTInfoKeys(append(dst, '{'), t)
+	if t.Len() > 0 {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"tid":`...)
+	dst = strconv.AppendInt(dst, tid, 10)
+	return append(dst, '}')
+}
+
+// appendTInfoKeys appends the keys 14–24 present in t, in ascending order,
+// comma-separated, with their documented value types.
+func appendTInfoKeys(dst []byte, t *TInfo) []byte {
+	first := true
 	for k := 14; k <= 24; k++ {
 		if !t.Has(k) {
 			continue
 		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
 		dst = append(dst, '"')
 		dst = strconv.AppendInt(dst, int64(k), 10)
 		dst = append(dst, `":`...)
@@ -249,11 +265,8 @@ func appendTInfo(dst []byte, t *TInfo, tid int64) []byte {
 		} else {
 			dst = appendString(dst, t.String(k))
 		}
-		dst = append(dst, ',')
 	}
-	dst = append(dst, `"tid":`...)
-	dst = strconv.AppendInt(dst, tid, 10)
-	return append(dst, '}')
+	return dst
 }
 
 const hexDigits = "0123456789abcdef"

@@ -96,13 +96,23 @@ func (c ClientType) Valid() bool {
 type Message struct {
 	Source   string // native, easemob, tencent, rongcloud, yunxin, or an import name
 	SourceID string // the provider's own message id
+	// RecallKey is how a recall names this message when that is not SourceID
+	// (Tencent: the C2C MsgKey, or group id + MsgSeq); several lines made from
+	// one source message share it. Empty means SourceID.
+	RecallKey string
+	// GroupID is the provider's group id of a team message (Tencent @TGS#…,
+	// Easemob and RongCloud group ids). It is never a Yunxin tid: the team
+	// map turns it into TID when the line is rendered, and until a mapping
+	// exists the message is held. Empty for the native source, whose TID is
+	// already Yunxin's.
+	GroupID string
 
 	Scene      Scene
 	Type       Type
 	MsgID      int64
 	From       string // p2p "from"; team "accid"
 	To         string // p2p "to"
-	TID        int64  // team "tid"
+	TID        int64  // team "tid" (0 when GroupID is set: the team map decides it)
 	CreateTime int64  // epoch milliseconds
 	ClientType ClientType
 

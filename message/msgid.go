@@ -41,13 +41,14 @@ type Identity struct {
 	MsgID      int64
 	From       string
 	To         string // p2p
-	TID        int64  // team
+	TID        int64  // team, native source
+	GroupID    string // team, provider sources: the group id before the team map
 	CreateTime int64
 }
 
 // Identity returns m's identity.
 func (m *Message) Identity() Identity {
-	return Identity{Scene: m.Scene, MsgID: m.MsgID, From: m.From, To: m.To, TID: m.TID, CreateTime: m.CreateTime}
+	return Identity{Scene: m.Scene, MsgID: m.MsgID, From: m.From, To: m.To, TID: m.TID, GroupID: m.GroupID, CreateTime: m.CreateTime}
 }
 
 // DedupKey is the 128-bit key under which a source's message is remembered
@@ -74,6 +75,9 @@ func (id Identity) DedupKey(source string) DedupKey {
 	write(id.To)
 	num(id.TID)
 	num(id.CreateTime)
+	if id.GroupID != "" { // only then, so keys of native messages stay what they were
+		write(id.GroupID)
+	}
 	var k DedupKey
 	h.Sum(k[:0])
 	return k

@@ -45,14 +45,21 @@ func (m *Message) Validate() error {
 		if err := checkAccount("data.to", m.To); err != nil {
 			return err
 		}
-		if m.TID != 0 || m.Accid2 != "" {
-			return fieldErr("data", "p2p messages carry from/to, not tid/accid2")
+		if m.TID != 0 || m.Accid2 != "" || m.GroupID != "" {
+			return fieldErr("data", "p2p messages carry from/to, not tid/accid2/group id")
 		}
 	case Team:
 		if err := checkAccount("data.accid", m.From); err != nil {
 			return err
 		}
-		if m.TID <= 0 {
+		switch {
+		case m.GroupID != "" && m.TID != 0:
+			return fieldErr("data.tid", "a provider group message carries its group id; the team map gives its tid")
+		case m.GroupID != "":
+			if err := checkAccount("group id", m.GroupID); err != nil {
+				return err
+			}
+		case m.TID <= 0:
 			return fieldErr("data.tid", "required for team messages (a positive Yunxin team id)")
 		}
 		if m.To != "" {

@@ -2,160 +2,74 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/imbridge/imbridge/message"
 )
 
-// Message is one row of the messages table. Seq is assigned by the spool;
-// ReceivedAt is Unix milliseconds.
+// Message is one row of the messages table: the canonical message (every
+// source fact needed to render it again), its rendering at load time, and
+// where it sits in the ingest order. ReceivedAt is Unix milliseconds.
 type Message struct {
-	Seq         uint64
-	Source      string
-	SourceMsgID string
-	Scene       string // p2p or team
-	Type        uint16
-	MsgID       int64
-	From        string // from (p2p) or accid (team)
-	To          string // to (p2p)
-	TID         int64  // tid (team)
-	Accid2      string
-	CreateTime  int64 // ms
-	ClientType  uint8
-	Body        string
-	Attach      string
-	Ext         string
-	Line        string
-	ReceivedAt  int64 // ms
+	Seq           uint64
+	Origin        uint64 // seq of the original; a re-issued copy points back to it
+	Source        string
+	SourceMsgID   string
+	RecallKey     string
+	Scene         string // p2p or team
+	Type          uint16
+	MsgID         int64
+	From          string // from (p2p) or accid (team)
+	To            string // to (p2p)
+	TID           int64  // the line's tid (team); 0 while held
+	GroupID       string // the provider's group id (team, provider sources)
+	Accid2        string
+	TInfo         string // tinfo keys 14–24 as JSON, without tid
+	CreateTime    int64  // ms
+	ClientType    uint8
+	Body          string
+	Attach        string // the original attach (media URLs before the URL map)
+	AttachURL     string // the original media URL, "" when none
+	Ext           string
+	Line          string // the line served, "" while held
+	Held          bool
+	RenderVersion uint64 // the map version Line was rendered with
+	ReceivedAt    int64  // ms
 }
 
-const rowCodecVersion = 1
-
-// ErrBadRecord is returned when a spooled record cannot be decoded.
-var ErrBadRecord = errors.New("bad message record")
-
-// AppendBinary appends the row's spool encoding to dst. Seq is not part of it:
-// the spool index is the seq.
-func (m *Message) AppendBinary(dst []byte) []byte {
-	dst = append(dst, rowCodecVersion)
-	for _, s := range []string{m.Source, m.SourceMsgID, m.Scene} {
-		dst = appendString(dst, s)
+// Canonical rebuilds the canonical message the row was made from.
+func (r *Message) Canonical() (message.Message, error) {
+	m := message.Message{
+		Source: r.Source, SourceID: r.SourceMsgID, RecallKey: r.RecallKey, GroupID: r.GroupID,
+		Type: message.Type(r.Type), MsgID: r.MsgID, From: r.From, To: r.To, CreateTime: r.CreateTime,
+		ClientType: message.ClientType(r.ClientType), Body: r.Body, Ext: r.Ext, Accid2: r.Accid2,
 	}
-	dst = binary.AppendUvarint(dst, uint64(m.Type))
-	dst = binary.AppendVarint(dst, m.MsgID)
-	dst = appendString(dst, m.From)
-	dst = appendString(dst, m.To)
-	dst = binary.AppendVarint(dst, m.TID)
-	dst = appendString(dst, m.Accid2)
-	dst = binary.AppendVarint(dst, m.CreateTime)
-	dst = append(dst, m.ClientType)
-	for _, s := range []string{m.Body, m.Attach, m.Ext, m.Line} {
-		dst = appendString(dst, s)
+	switch r.Scene {
+	case "p2p":
+		m.Scene = message.P2P
+	case "team":
+		m.Scene = message.Team
+		if r.GroupID == "" {
+			m.TID = r.TID
+		}
+	default:
+		return m, fmt.Errorf("seq %d: scene %q", r.Seq, r.Scene)
 	}
-	return binary.AppendVarint(dst, m.ReceivedAt)
+	var err error
+	if m.Attach, err = message.AttachFromColumn(m.Type, r.Attach); err != nil {
+		return m, fmt.Errorf("seq %d: %w", r.Seq, err)
+	}
+	if m.TInfo, err = message.TInfoFromColumn(r.TInfo); err != nil {
+		return m, fmt.Errorf("seq %d: %w", r.Seq, err)
+	}
+	return m, nil
 }
 
-// BinarySize is about how many bytes AppendBinary appends (never less).
-func (m *Message) BinarySize() int {
-	n := 1 + 1 + 1 + 3*binary.MaxVarintLen64 + 3*binary.MaxVarintLen64 + 2*binary.MaxVarintLen64
-	for _, s := range []string{m.Source, m.SourceMsgID, m.Scene, m.From, m.To, m.Accid2, m.Body, m.Attach, m.Ext, m.Line} {
-		n += binary.MaxVarintLen64 + len(s)
-	}
-	return n
-}
-
-func appendString(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
-}
-
-// UnmarshalBinary decodes what AppendBinary wrote.
-func (m *Message) UnmarshalBinary(b []byte) error {
-	r := reader{b: b}
-	if v := r.byte(); v != rowCodecVersion {
-		return fmt.Errorf("%w: version %d", ErrBadRecord, v)
-	}
-	m.Source = r.str()
-	m.SourceMsgID = r.str()
-	m.Scene = r.str()
-	m.Type = uint16(r.uvarint())
-	m.MsgID = r.varint()
-	m.From = r.str()
-	m.To = r.str()
-	m.TID = r.varint()
-	m.Accid2 = r.str()
-	m.CreateTime = r.varint()
-	m.ClientType = r.byte()
-	m.Body = r.str()
-	m.Attach = r.str()
-	m.Ext = r.str()
-	m.Line = r.str()
-	m.ReceivedAt = r.varint()
-	if r.err != nil {
-		return r.err
-	}
-	if len(r.b) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", ErrBadRecord, len(r.b))
-	}
-	return nil
-}
-
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) fail() {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: truncated", ErrBadRecord)
-	}
-	r.b = nil
-}
-
-func (r *reader) byte() byte {
-	if len(r.b) < 1 {
-		r.fail()
-		return 0
-	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
-}
-
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) str() string {
-	n := r.uvarint()
-	if r.err != nil || uint64(len(r.b)) < n {
-		r.fail()
-		return ""
-	}
-	s := string(r.b[:n])
-	r.b = r.b[n:]
-	return s
-}
-
-const insertMessagesSQL = `INSERT INTO messages (seq, source, source_msg_id, scene, type, msgid, from_account, to_account,
- tid, accid2, create_time, created_at, client_type, body, attach, ext, line, received_at)`
+// messageColumns are the columns of Message, in its field order.
+const messageColumns = `seq, origin, source, source_msg_id, recall_key, scene, type, msgid, from_account, to_account,
+ tid, group_id, accid2, tinfo, create_time, client_type, body, attach, attach_url, ext, line, held, render_version, received_at`
 
 // InsertMessages writes rows in one INSERT (one block). Callers keep batches
 // well under max_insert_block_size so the block is written atomically.
@@ -164,46 +78,74 @@ func (s *Store) InsertMessages(ctx context.Context, rows []Message) (err error) 
 		return nil
 	}
 	defer wrap(&err, "store.InsertMessages(%d rows)", len(rows))
-	batch, err := s.conn.PrepareBatch(ctx, insertMessagesSQL)
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO messages ("+messageColumns+", created_at)")
 	if err != nil {
 		return err
 	}
 	defer batch.Close() // a no-op after Send; ends the query if Send is never reached
 	n := len(rows)
 	var (
-		seq        = make([]uint64, n)
-		source     = make([]string, n)
-		sourceID   = make([]string, n)
-		scene      = make([]string, n)
-		typ        = make([]uint16, n)
-		msgid      = make([]int64, n)
-		from       = make([]string, n)
-		to         = make([]string, n)
-		tid        = make([]int64, n)
-		accid2     = make([]string, n)
-		createTime = make([]int64, n)
-		createdAt  = make([]time.Time, n)
-		clientType = make([]uint8, n)
-		body       = make([]string, n)
-		attach     = make([]string, n)
-		ext        = make([]string, n)
-		line       = make([]string, n)
-		receivedAt = make([]time.Time, n)
+		seq, origin, renderVersion         = make([]uint64, n), make([]uint64, n), make([]uint64, n)
+		source, sourceID, recallKey, scene = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		typ                                = make([]uint16, n)
+		msgid, tid, createTime             = make([]int64, n), make([]int64, n), make([]int64, n)
+		from, to, groupID, accid2, tinfo   = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		clientType, held                   = make([]uint8, n), make([]uint8, n)
+		body, attach, attachURL, ext, line = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		receivedAt, createdAt              = make([]time.Time, n), make([]time.Time, n)
 	)
 	for i := range rows {
 		r := &rows[i]
-		seq[i], source[i], sourceID[i], scene[i] = r.Seq, r.Source, r.SourceMsgID, r.Scene
-		typ[i], msgid[i], from[i], to[i], tid[i], accid2[i] = r.Type, r.MsgID, r.From, r.To, r.TID, r.Accid2
-		createTime[i], createdAt[i], clientType[i] = r.CreateTime, msTime(r.CreateTime), r.ClientType
-		body[i], attach[i], ext[i], line[i], receivedAt[i] = r.Body, r.Attach, r.Ext, r.Line, msTime(r.ReceivedAt)
+		seq[i], origin[i], source[i], sourceID[i], recallKey[i], scene[i] = r.Seq, r.Origin, r.Source, r.SourceMsgID, r.RecallKey, r.Scene
+		typ[i], msgid[i], from[i], to[i], tid[i], groupID[i], accid2[i], tinfo[i] = r.Type, r.MsgID, r.From, r.To, r.TID, r.GroupID, r.Accid2, r.TInfo
+		createTime[i], clientType[i], body[i], attach[i], attachURL[i], ext[i] = r.CreateTime, r.ClientType, r.Body, r.Attach, r.AttachURL, r.Ext
+		line[i], renderVersion[i], receivedAt[i], createdAt[i] = r.Line, r.RenderVersion, msTime(r.ReceivedAt), msTime(r.CreateTime)
+		if r.Held {
+			held[i] = 1
+		}
 	}
-	for i, col := range []any{seq, source, sourceID, scene, typ, msgid, from, to, tid, accid2,
-		createTime, createdAt, clientType, body, attach, ext, line, receivedAt} {
+	for i, col := range []any{seq, origin, source, sourceID, recallKey, scene, typ, msgid, from, to,
+		tid, groupID, accid2, tinfo, createTime, clientType, body, attach, attachURL, ext, line, held, renderVersion, receivedAt, createdAt} {
 		if err := batch.Column(i).Append(col); err != nil {
 			return err
 		}
 	}
 	return batch.Send()
+}
+
+// MessagesBySeq calls fn with the stored rows of seqs (in seq order).
+func (s *Store) MessagesBySeq(ctx context.Context, seqs []uint64, fn func(*Message) error) (err error) {
+	if len(seqs) == 0 {
+		return nil
+	}
+	defer wrap(&err, "store.MessagesBySeq(%d seqs)", len(seqs))
+	list := make([]byte, 0, len(seqs)*8)
+	for i, v := range seqs {
+		if i > 0 {
+			list = append(list, ',')
+		}
+		list = strconv.AppendUint(list, v, 10)
+	}
+	rows, err := s.conn.Query(ctx, "SELECT "+messageColumns+" FROM messages WHERE seq IN ("+string(list)+") ORDER BY seq")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r Message
+		var held uint8
+		var receivedAt time.Time
+		if err := rows.Scan(&r.Seq, &r.Origin, &r.Source, &r.SourceMsgID, &r.RecallKey, &r.Scene, &r.Type, &r.MsgID,
+			&r.From, &r.To, &r.TID, &r.GroupID, &r.Accid2, &r.TInfo, &r.CreateTime, &r.ClientType, &r.Body, &r.Attach,
+			&r.AttachURL, &r.Ext, &r.Line, &held, &r.RenderVersion, &receivedAt); err != nil {
+			return err
+		}
+		r.Held, r.ReceivedAt = held == 1, receivedAt.UnixMilli()
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // msTime converts Unix milliseconds to a DateTime value, clamped to the range
@@ -252,32 +194,30 @@ func (s *Store) MaxSeq(ctx context.Context) (_ uint64, err error) {
 	return v, err
 }
 
-// Identity is what de-duplication needs to know of a stored message.
-type Identity struct {
-	Source     string
-	Scene      string
-	MsgID      int64
-	From       string
-	To         string
-	TID        int64
-	CreateTime int64
-}
-
-// RecentIdentities calls fn for every message received at or after since.
-func (s *Store) RecentIdentities(ctx context.Context, since time.Time, fn func(Identity)) (err error) {
+// RecentIdentities calls fn with the de-duplication identity and source of
+// every original message (not re-issued copies) received at or after since.
+func (s *Store) RecentIdentities(ctx context.Context, since time.Time, fn func(source string, id message.Identity)) (err error) {
 	defer wrap(&err, "store.RecentIdentities")
-	rows, err := s.conn.Query(ctx, `SELECT source, scene, msgid, from_account, to_account, tid, create_time
- FROM messages WHERE received_at >= ?`, since.UTC())
+	rows, err := s.conn.Query(ctx, `SELECT source, scene, msgid, from_account, to_account, tid, group_id, create_time
+ FROM messages WHERE received_at >= ? AND origin = seq`, since.UTC())
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var id Identity
-		if err := rows.Scan(&id.Source, &id.Scene, &id.MsgID, &id.From, &id.To, &id.TID, &id.CreateTime); err != nil {
+		var source, scene string
+		var id message.Identity
+		if err := rows.Scan(&source, &scene, &id.MsgID, &id.From, &id.To, &id.TID, &id.GroupID, &id.CreateTime); err != nil {
 			return err
 		}
-		fn(id)
+		id.Scene = message.P2P
+		if scene == "team" {
+			id.Scene = message.Team
+			if id.GroupID != "" {
+				id.TID = 0
+			}
+		}
+		fn(source, id)
 	}
 	return rows.Err()
 }

@@ -3,12 +3,15 @@ package store
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 )
 
 //go:embed migrations/*.sql
@@ -97,8 +100,10 @@ func splitStatements(sql string) []string {
 }
 
 // Migrate applies the migrations not yet recorded in schema_migrations.
-// Statements are idempotent (IF NOT EXISTS), so two processes migrating at
-// once, or a crash between a statement and its record, do no harm.
+// Statements are idempotent (IF NOT EXISTS; an ADD COLUMN whose column
+// exists counts as done, since 18.16 has no ADD COLUMN IF NOT EXISTS), so two
+// processes migrating at once, or a crash between a statement and its
+// record, do no harm.
 func (s *Store) Migrate(ctx context.Context) error {
 	if err := s.conn.Exec(ctx, migrationsTableDDL); err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -129,7 +134,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 			continue
 		}
 		for _, st := range m.Statements {
-			if err := s.conn.Exec(ctx, st); err != nil {
+			if err := s.conn.Exec(ctx, st); err != nil && !alreadyApplied(st, err) {
 				return fmt.Errorf("migrate %s: %w", m.Name, err)
 			}
 		}
@@ -140,4 +145,15 @@ func (s *Store) Migrate(ctx context.Context) error {
 		s.logger.Info("schema migration applied", "migration", m.Name, "database", s.database)
 	}
 	return nil
+}
+
+// alreadyApplied reports whether err says an ALTER … ADD COLUMN found its
+// column already there (a migration interrupted before it was recorded, or
+// another process applying it at the same time).
+func alreadyApplied(stmt string, err error) bool {
+	var exc *clickhouse.Exception
+	if !errors.As(err, &exc) || !strings.Contains(strings.ToUpper(stmt), "ADD COLUMN") {
+		return false
+	}
+	return strings.Contains(exc.Message, "already exists")
 }

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// LineFilter selects messages for pull: seq in (After, UpTo] and, when
-// MinCreateTime is not zero, create_time >= MinCreateTime (ms).
+// LineFilter selects messages for pull: seq in (After, UpTo], not held and,
+// when MinCreateTime is not zero, create_time >= MinCreateTime (ms).
 type LineFilter struct {
 	After         uint64
 	UpTo          uint64
@@ -19,7 +19,7 @@ type LineFilter struct {
 const streamWindow = 262144
 
 func (f LineFilter) where() (string, []any) {
-	q := "seq > ? AND seq <= ?"
+	q := "seq > ? AND seq <= ? AND held = 0"
 	args := []any{f.After, f.UpTo}
 	if f.MinCreateTime != 0 {
 		q += " AND create_time >= ?"

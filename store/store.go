@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -30,6 +31,7 @@ type Store struct {
 	database string
 	logger   *slog.Logger
 	opts     *clickhouse.Options
+	mapMu    sync.Mutex // serialises map loads (see putMappings)
 }
 
 var dbName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -9,7 +9,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -29,8 +28,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-
-	"github.com/imbridge/imbridge/store"
 )
 
 // imbridgeEnv is added to the environment of the imbridge processes.
@@ -53,6 +50,7 @@ func run() error {
 	conc := flag.Int("c", 16, "concurrent keep-alive clients")
 	dur := flag.Duration("d", 10*time.Second, "duration of each ingest measurement")
 	pullN := flag.Int("pull", 1000000, "messages for the pull measurement (0 skips it)")
+	bulkN := flag.Int("bulk", 0, "before the pull measurement, ingest this many more messages in NDJSON batches of 1000 from 4 clients (memory: e.g. 10000000, all within the de-duplication window)")
 	noop := flag.String("serve-noop", "", "internal: serve a do-nothing gin handler on this address")
 	flag.Func("env", "extra `KEY=VALUE` for the imbridge processes only (repeatable), e.g. GOGC=200", func(v string) error {
 		if !strings.Contains(v, "=") {
@@ -71,13 +69,6 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	ctx := context.Background()
-	ch, err := store.StartManaged(ctx, store.ManagedOptions{Dir: filepath.Join(work, "ch")})
-	if err != nil {
-		return err
-	}
-	defer ch.Stop(context.Background())
-
 	// Baseline: a gin handler that does nothing, in its own process.
 	self, _ := os.Executable()
 	noopAddr := freeAddr()
@@ -98,7 +89,8 @@ func run() error {
 	baseline.print("gin no-op handler")
 	list := strings.Split(*binaries, ",")
 	for i, binary := range list {
-		imb, base, err := startImbridge(binary, filepath.Join(work, fmt.Sprintf("data%d", i)), ch.DSN(fmt.Sprintf("load%d", i)))
+		dataDir := filepath.Join(work, fmt.Sprintf("data%d", i))
+		imb, base, err := startImbridge(binary, dataDir)
 		if err != nil {
 			return err
 		}
@@ -125,8 +117,13 @@ func run() error {
 			continue
 		}
 		defer stop()
+		if *bulkN > 0 {
+			if err := bulk(base, imb.Process.Pid, *bulkN, &next); err != nil {
+				return err
+			}
+		}
 		if *pullN > 0 {
-			return pullBench(base, ch, fmt.Sprintf("load%d", i), imb.Process.Pid, *pullN, &next)
+			return pullBench(base, dataDir, imb.Process.Pid, *pullN, &next)
 		}
 	}
 	return nil
@@ -170,11 +167,13 @@ func waitHTTP(url string, within time.Duration) error {
 	return fmt.Errorf("%s did not answer 200 within %v", url, within)
 }
 
-func startImbridge(binary, dataDir, dsn string) (*exec.Cmd, string, error) {
+// startImbridge runs serve as deployed by default: on its own managed
+// ClickHouse under dataDir.
+func startImbridge(binary, dataDir string) (*exec.Cmd, string, error) {
 	addr := freeAddr()
 	cmd := exec.Command(binary, "serve")
 	cmd.Env = append(os.Environ(), "IMBRIDGE_LISTEN="+addr, "IMBRIDGE_DATA_DIR="+dataDir,
-		"IMBRIDGE_CLICKHOUSE_DSN="+dsn, "IMBRIDGE_PULL_TOKEN="+pullToken,
+		"IMBRIDGE_CLICKHOUSE_DSN=", "IMBRIDGE_PULL_TOKEN="+pullToken,
 		"IMBRIDGE_SOURCES_NATIVE_TOKEN="+nativeToken, "IMBRIDGE_LOG_LEVEL=warn")
 	cmd.Env = append(cmd.Env, imbridgeEnv...)
 	if p := os.Getenv("IMBRIDGE_LOAD_PPROF"); p != "" {
@@ -317,7 +316,11 @@ func verify(base string, acked []int64) (int, int, error) {
 
 // pullBench loads n messages in large NDJSON posts, then times one pull of
 // all of them against clickhouse-client selecting the same column.
-func pullBench(base string, ch *store.Managed, db string, pid, n int, next *atomic.Int64) error {
+func pullBench(base, dataDir string, pid, n int, next *atomic.Int64) error {
+	port, err := managedPort(dataDir)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("\npull: loading %d messages (NDJSON batches of 5000)…\n", n)
 	client := &http.Client{Timeout: 5 * time.Minute}
 	startSeq := readyCursor(base)
@@ -356,7 +359,7 @@ func pullBench(base string, ch *store.Managed, db string, pid, n int, next *atom
 	// /dev/null (curl for imbridge, clickhouse-client for ClickHouse), timed
 	// by wall clock, three times each, alternating; the median counts.
 	pullURL := fmt.Sprintf("%s/v1/pull?token=%s&name=bench&cursor=%d", base, pullToken, startSeq)
-	query := fmt.Sprintf("SELECT line FROM %s.messages WHERE seq > %d ORDER BY seq FORMAT TSVRaw", db, startSeq)
+	query := fmt.Sprintf("SELECT line FROM imbridge.messages WHERE seq > %d ORDER BY seq FORMAT TSVRaw", startSeq)
 	var imbTimes, chTimes []time.Duration
 	var peak int64
 	rssBefore := rssKB(pid)
@@ -367,7 +370,7 @@ func pullBench(base string, ch *store.Managed, db string, pid, n int, next *atom
 		}
 		imbTimes = append(imbTimes, took)
 		peak = max(peak, p)
-		took, _, err = timed(0, "clickhouse-client", "--port", strconv.Itoa(ch.Port()), "-q", query)
+		took, _, err = timed(0, "clickhouse-client", "--port", port, "-q", query)
 		if err != nil {
 			return fmt.Errorf("clickhouse-client: %w", err)
 		}
@@ -397,6 +400,62 @@ func pullBench(base string, ch *store.Managed, db string, pid, n int, next *atom
 		roundAll(imbTimes), rssBefore>>10, peak>>10)
 	fmt.Printf("%-34s %10d %12.0f  (median of %v)\n", "clickhouse-client SELECT line", total, chRate, roundAll(chTimes))
 	fmt.Printf("ratio: %.0f%% of clickhouse-client\n", 100*imbRate/chRate)
+	fmt.Printf("imbridge peak RSS over the whole run (VmHWM): %d MiB\n", statusKB(pid, "VmHWM:")>>10)
+	return nil
+}
+
+// bulk ingests n messages as NDJSON posts of 1000 lines from 4 clients and
+// reports the rate and imbridge's peak RSS so far.
+func bulk(base string, pid, n int, next *atomic.Int64) error {
+	fmt.Printf("\nbulk: ingesting %d messages (NDJSON posts of 1000, 4 clients)…\n", n)
+	client := &http.Client{Timeout: 5 * time.Minute}
+	var sent atomic.Int64
+	var firstErr atomic.Pointer[error]
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var b strings.Builder
+			for firstErr.Load() == nil && sent.Add(1000) <= int64(n) {
+				b.Reset()
+				for i := 0; i < 1000; i++ {
+					b.WriteString(line(next.Add(1)))
+					b.WriteByte('\n')
+				}
+				for {
+					req, _ := http.NewRequest("POST", base+"/v1/callbacks/native", strings.NewReader(b.String()))
+					req.Header.Set("Content-Type", "application/x-ndjson")
+					req.Header.Set("Authorization", "Bearer "+nativeToken)
+					resp, err := client.Do(req)
+					if err != nil {
+						firstErr.Store(&err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == 503 { // spool full: ClickHouse is behind; retry as a provider would
+						time.Sleep(50 * time.Millisecond)
+						continue
+					}
+					if resp.StatusCode != 200 {
+						err := fmt.Errorf("bulk post: %d", resp.StatusCode)
+						firstErr.Store(&err)
+						return
+					}
+					break
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if e := firstErr.Load(); e != nil {
+		return *e
+	}
+	took := time.Since(start)
+	fmt.Printf("bulk: %d messages in %v, %.0f msg/s; imbridge RSS %d MiB, peak so far %d MiB\n", n, took.Round(time.Millisecond),
+		float64(n)/took.Seconds(), rssKB(pid)>>10, statusKB(pid, "VmHWM:")>>10)
 	return nil
 }
 
@@ -466,11 +525,29 @@ func metric(base, name string) float64 {
 	return -1
 }
 
+// managedPort is the native port of the managed ClickHouse under dataDir,
+// read from the config imbridge generated for it.
+func managedPort(dataDir string) (string, error) {
+	raw, err := os.ReadFile(filepath.Join(dataDir, "clickhouse", "config.xml"))
+	if err != nil {
+		return "", err
+	}
+	_, rest, ok := strings.Cut(string(raw), "<tcp_port>")
+	port, _, ok2 := strings.Cut(rest, "</tcp_port>")
+	if !ok || !ok2 {
+		return "", errors.New("no tcp_port in the managed ClickHouse's config.xml")
+	}
+	return strings.TrimSpace(port), nil
+}
+
 // rssKB is the process's resident set in KiB.
-func rssKB(pid int) int64 {
+func rssKB(pid int) int64 { return statusKB(pid, "VmRSS:") }
+
+// statusKB reads one kB figure of /proc/pid/status (VmRSS:, VmHWM: …).
+func statusKB(pid int, key string) int64 {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(l, key); ok {
 			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return n
 		}

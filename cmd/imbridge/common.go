@@ -1,18 +1,14 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"runtime/debug"
-	"time"
 
 	"github.com/imbridge/imbridge/config"
-	"github.com/imbridge/imbridge/store"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -61,75 +57,6 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// startStore starts the managed server when clickhouse.dsn is empty and
-// returns a store for the configured server without contacting it (see
-// prepareStore). The returned stop closes the store and stops a managed server.
-func startStore(ctx context.Context, cfg config.Config, logger *slog.Logger) (*store.Store, *store.Managed, func(), error) {
-	dsn := cfg.ClickHouse.DSN
-	var managed *store.Managed
-	if dsn == "" {
-		var err error
-		managed, err = store.StartManaged(ctx, store.ManagedOptions{
-			Dir: filepath.Join(cfg.DataDir, "clickhouse"), Binary: cfg.ClickHouse.Binary, Logger: logger,
-		})
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		dsn = managed.DSN("imbridge")
-	}
-	stopManaged := func() {
-		if managed != nil {
-			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			_ = managed.Stop(sctx)
-		}
-	}
-	st, err := store.New(dsn, logger)
-	if err != nil {
-		stopManaged()
-		return nil, nil, nil, err
-	}
-	return st, managed, func() {
-		_ = st.Close()
-		stopManaged()
-	}, nil
-}
-
-// prepareStore applies the schema, retrying while the server does not answer
-// (it may still be starting) until within has passed.
-func prepareStore(ctx context.Context, st *store.Store, logger *slog.Logger, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		octx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err := st.Prepare(octx)
-		cancel()
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil || !errors.Is(err, store.ErrUnavailable) {
-			if err != nil {
-				return fmt.Errorf("clickhouse: %w", err)
-			}
-			return nil
-		}
-		logger.Warn("clickhouse not reachable yet; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-// openStore is startStore followed by prepareStore (for 60 s).
-func openStore(ctx context.Context, cfg config.Config, logger *slog.Logger) (*store.Store, *store.Managed, func(), error) {
-	st, managed, stop, err := startStore(ctx, cfg, logger)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if err := prepareStore(ctx, st, logger, 60*time.Second); err != nil {
-		stop()
-		return nil, nil, nil, err
-	}
-	return st, managed, stop, nil
 }
 
 func runVersion(stdout io.Writer) error {

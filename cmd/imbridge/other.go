@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/imbridge/imbridge/pipeline"
 	"github.com/imbridge/imbridge/store"
 )
 
@@ -33,11 +34,13 @@ func runSchema(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	logger := newLogger(cfg.Config, stderr)
-	st, _, stop, err := openStore(ctx, cfg.Config, logger)
+	// Beside a running serve this attaches to the managed ClickHouse it owns
+	// (migrations are idempotent); alone it starts and then stops its own.
+	st, err := pipeline.OpenStore(ctx, cfg.Config, logger, 60*time.Second)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer st.Close()
 	fmt.Fprintf(stdout, "schema applied to database %s\n", st.Database())
 	return nil
 }

@@ -10,19 +10,16 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
-	"path/filepath"
+	"os"
 	"runtime/debug"
-	"sync/atomic"
 	"time"
 
 	"github.com/imbridge/imbridge/config"
 	"github.com/imbridge/imbridge/handler"
-	"github.com/imbridge/imbridge/ingest"
-	"github.com/imbridge/imbridge/loader"
-	"github.com/imbridge/imbridge/message"
 	"github.com/imbridge/imbridge/metrics"
-	"github.com/imbridge/imbridge/spool"
-	"github.com/imbridge/imbridge/store"
+	"github.com/imbridge/imbridge/pipeline"
+	"github.com/imbridge/imbridge/source/native"
+	"github.com/imbridge/imbridge/tcpack"
 )
 
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -53,124 +50,40 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer ln.Close()
 
-	st, managed, closeStore, err := startStore(ctx, cfg.Config, logger)
+	p, err := pipeline.Open(ctx, cfg.Config, logger)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
-	if managed != nil {
-		superviseCtx, stopSupervising := context.WithCancel(context.Background())
-		supervised := make(chan struct{})
-		go func() {
-			defer close(supervised)
-			managed.Supervise(superviseCtx)
-		}()
-		defer func() {
-			stopSupervising()
-			<-supervised
-		}()
-	}
-
-	sp, err := spool.Open(spool.Options{
-		Dir: filepath.Join(cfg.DataDir, "spool"), MaxBytes: cfg.Spool.MaxBytes,
-		DedupWindow: cfg.Spool.DedupWindow, Logger: logger,
-	})
-	if err != nil {
-		return err
-	}
-	defer sp.Close()
-
-	// ClickHouse normally answers now. When it does not (a DSN server that is
-	// down) and the spool already knows its last seq, ingest starts anyway and
-	// the rest of the start-up waits in the background: a callback that finds
-	// imbridge down is lost, one that finds ClickHouse down is not.
-	ld := loader.New(sp, st, loader.Options{Logger: logger})
-	loadCtx, stopLoading := context.WithCancel(context.Background())
-	defer stopLoading()
-	prepared := make(chan struct{})
-	var startErr atomic.Pointer[error]
-	// Wait for a server that may still be starting, unless the spool could
-	// take callbacks meanwhile: then one try, and the rest in the background.
-	within := 60 * time.Second
-	if managed == nil && sp.LastSeq() > 0 {
-		within = 0
-	}
-	err = prepareStore(ctx, st, logger, within)
-	switch {
-	case err == nil:
-		if err := prepareSpool(ctx, logger, sp, st, cfg.Spool.DedupWindow, sp.LastSeq()); err != nil {
-			return err
-		}
-		close(prepared)
-	case errors.Is(err, store.ErrUnavailable) && sp.LastSeq() > 0:
-		logger.Warn("clickhouse unavailable at start; accepting into the spool and loading once it answers", "err", err)
-		lastAtStart := sp.LastSeq()
-		go func() {
-			backoff := time.Second
-			for loadCtx.Err() == nil {
-				err := prepareStore(loadCtx, st, logger, 0)
-				if err == nil {
-					err = prepareSpool(loadCtx, logger, sp, st, cfg.Spool.DedupWindow, lastAtStart)
-					if err != nil {
-						startErr.Store(&err)
-						logger.Error("not loading: the spool and ClickHouse disagree; messages stay in the spool", "err", err)
-						return
-					}
-					close(prepared)
-					return
-				}
-				select {
-				case <-loadCtx.Done():
-				case <-time.After(backoff):
-				}
-				backoff = min(backoff*2, 10*time.Second)
-			}
-		}()
-	default:
-		return err
-	}
-	loaded := make(chan struct{})
-	go func() {
-		defer close(loaded)
-		select {
-		case <-prepared:
-			ld.Run(loadCtx, 15*time.Second)
-		case <-loadCtx.Done():
-		}
-	}()
-	defer func() {
-		stopLoading()
-		<-loaded
-	}()
+	defer p.Close()
 
 	m := metrics.New()
-	registerGauges(m, sp, ld)
+	registerGauges(m, p)
 	var allow []netip.Prefix
 	for _, a := range cfg.Pull.Allow {
-		p, _ := config.ParsePrefix(a)
-		allow = append(allow, p)
+		pfx, _ := config.ParsePrefix(a)
+		allow = append(allow, pfx)
 	}
+	var sources []handler.Source
+	if tok := cfg.Sources.Native.Token; tok != "" {
+		sources = append(sources, native.New(tok))
+	}
+	st := p.Store.Store
 	h := handler.NewServer(handler.Deps{
-		Logger:    logger,
-		Metrics:   m,
-		Ingest:    ingest.New(sp),
-		Lines:     st,
-		Watermark: ld.Watermark,
-		Ready: func(ctx context.Context) error {
-			if e := startErr.Load(); e != nil {
-				return *e
-			}
-			if err := st.Ping(ctx); err != nil {
-				return err
-			}
-			return sp.Healthy()
-		},
-		Secrets:      handler.Secrets{NativeToken: cfg.Sources.Native.Token},
+		Logger:       logger,
+		Metrics:      m,
+		Ingest:       p.Ingester,
+		Lines:        st,
+		Watermark:    p.Loader.Watermark,
+		Ready:        p.Ready,
+		Sources:      sources,
+		Admin:        adminAPI(cfg.Config, p),
 		Pull:         handler.PullConfig{Token: cfg.Pull.Token, Allow: allow, Cutoff: cfg.Migration.Cutoff},
 		MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
 	})
 	srv := &http.Server{
-		Handler:           h,
+		Handler:     h,
+		ConnContext: tcpack.ConnContext, // pull follows its response on the connection
+
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -196,59 +109,50 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("http shutdown incomplete", "err", err)
 	}
-	stopLoading()
-	<-loaded
-	logger.Info("stopped", "spooled_not_loaded", ld.Lag())
+	p.Close()
+	logger.Info("stopped", "spooled_not_loaded", p.Loader.Lag())
 	return nil
 }
 
-// prepareSpool makes new seqs follow what ClickHouse holds and remembers the
-// messages received within the de-duplication window, so the window survives
-// restarts. lastAtStart is the spool's last seq when the process started: if
-// ClickHouse holds a higher one, the two do not belong together.
-func prepareSpool(ctx context.Context, logger *slog.Logger, sp *spool.Spool, st *store.Store, window time.Duration, lastAtStart uint64) error {
-	started := time.Now()
-	max, err := st.MaxSeq(ctx)
-	if err != nil {
-		return err
-	}
-	if lastAtStart > 0 && max > lastAtStart {
-		return fmt.Errorf("the spool ended at seq %d but ClickHouse holds seq %d: this data_dir belongs to another database", lastAtStart, max)
-	}
-	if err := sp.SetFloor(max); err != nil {
-		return err
-	}
-	if window <= 0 {
-		return nil
-	}
-	n := 0
-	err = st.RecentIdentities(ctx, time.Now().Add(-window), func(id store.Identity) {
-		n++
-		scene := message.P2P
-		if id.Scene == message.Team.String() {
-			scene = message.Team
-		}
-		sp.Remember(message.Identity{Scene: scene, MsgID: id.MsgID, From: id.From, To: id.To, TID: id.TID,
-			CreateTime: id.CreateTime}.DedupKey(id.Source))
-	})
-	if err != nil {
-		return err
-	}
-	logger.Info("de-duplication window restored", "messages", n, "window", window,
-		"took", time.Since(started).Round(time.Millisecond), "next_seq", sp.LastSeq()+1)
-	return nil
-}
-
-func registerGauges(m *metrics.Metrics, sp *spool.Spool, ld *loader.Loader) {
+func registerGauges(m *metrics.Metrics, p *pipeline.Pipeline) {
+	sp, ld := p.Spool, p.Loader
 	m.Gauge("imbridge_spool_bytes", "Bytes of spooled records not yet released.", func() float64 { return float64(sp.Stats().Bytes) })
 	m.Gauge("imbridge_spool_last_seq", "Seq of the last durable message.", func() float64 { return float64(sp.LastSeq()) })
 	m.Counter("imbridge_spool_commits_total", "Fsync'd append batches (group commits).", func() float64 { return float64(sp.Stats().Commits) })
-	m.Gauge("imbridge_spool_dedup_keys", "Messages remembered for de-duplication (one to two windows).", func() float64 { return float64(sp.Stats().DedupKeys) })
+	m.Gauge("imbridge_spool_dedup_keys", "Messages remembered for de-duplication (an estimate).", func() float64 { return float64(sp.Stats().DedupKeys) })
 	m.Counter("imbridge_spool_refused_total", "Messages refused because the spool was full.", func() float64 { return float64(sp.Stats().Refused) })
 	m.Gauge("imbridge_loader_watermark", "Highest seq such that every seq up to it is in ClickHouse.", func() float64 { return float64(ld.Watermark()) })
 	m.Gauge("imbridge_loader_lag", "Spooled messages not yet in ClickHouse.", func() float64 { return float64(ld.Lag()) })
 	m.Counter("imbridge_loader_rows_total", "Rows inserted into messages.", func() float64 { return float64(ld.Stats().Rows) })
+	m.Counter("imbridge_loader_held_total", "Rows inserted held: team messages of a group without a team mapping.", func() float64 { return float64(ld.Stats().Held) })
 	m.Counter("imbridge_loader_failures_total", "Failed load attempts (retried).", func() float64 { return float64(ld.Stats().Failures) })
+	m.Counter("imbridge_reissued_total", "Messages re-issued because a new mapping changed them.", func() float64 { return float64(p.Reissuer.Copies()) })
+}
+
+// adminAPI is the admin API of this serve, nil when admin.token is not set.
+func adminAPI(cfg config.Config, p *pipeline.Pipeline) *handler.Admin {
+	if cfg.Admin.Token == "" {
+		return nil
+	}
+	st := p.Store.Store
+	return &handler.Admin{
+		Token: cfg.Admin.Token,
+		Status: func(ctx context.Context) any {
+			out := map[string]any{
+				"version": version, "pid": os.Getpid(), "listen": cfg.Listen, "data_dir": cfg.DataDir,
+				"last_seq": p.Spool.LastSeq(), "watermark": p.Loader.Watermark(), "reissued_map_version": p.Reissuer.Done(),
+			}
+			if p.Store.Managed != nil {
+				out["clickhouse"] = map[string]any{"managed": true, "addr": p.Store.Managed.Addr(), "owned": p.Store.Managed.Owned()}
+			}
+			if err := p.Ready(ctx); err != nil {
+				out["not_ready"] = err.Error()
+			}
+			return out
+		},
+		PutTeam: st.PutTeamMappings,
+		PutURL:  st.PutURLMappings,
+	}
 }
 
 func servePprof(addr string, logger *slog.Logger) {

@@ -96,7 +96,7 @@ func InsertLines(tb testing.TB, s *store.Store, n int) {
 	for lo := 1; lo <= n; lo += 50000 {
 		var rows []store.Message
 		for i := lo; i < lo+50000 && i <= n; i++ {
-			rows = append(rows, store.Message{Seq: uint64(i), Source: "bench", Scene: "p2p", MsgID: int64(i), From: "a", To: "b",
+			rows = append(rows, store.Message{Seq: uint64(i), Origin: uint64(i), Source: "bench", Scene: "p2p", MsgID: int64(i), From: "a", To: "b",
 				CreateTime: 1700000000000, ClientType: 2, ReceivedAt: time.Now().UnixMilli(),
 				Line: fmt.Sprintf(`{"data":{"ext":"","clientType":"2","createTime":1700000000000,"msgid":%d,"from":"a","to":"b","body":"%s"},"type":0}`, i, body)})
 		}

@@ -1,0 +1,161 @@
+package handler
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imbridge/imbridge/ingest"
+	"github.com/imbridge/imbridge/message"
+	"github.com/imbridge/imbridge/metrics"
+	"github.com/imbridge/imbridge/source"
+)
+
+// ingester makes decoded messages durable.
+type ingester interface {
+	// Ingest returns once msgs are durable (or duplicates). Errors:
+	// *ingest.InvalidError, ingest.ErrFull, ingest.ErrUnavailable.
+	Ingest(ctx context.Context, source string, msgs []message.Message) (ingest.Result, error)
+}
+
+// Source is one callback source: how its provider authenticates, what its
+// bodies look like, and how it wants to be answered.
+type Source interface {
+	// Name is the route's last segment and the messages' source.
+	Name() string
+	// ContentTypes lists the accepted Content-Type media types.
+	ContentTypes() []string
+	// Authenticate verifies the request (signature, token, freshness); a
+	// *source.Error (401) when it fails.
+	Authenticate(r *http.Request, body []byte) error
+	// Decode turns the body into canonical messages; a *source.Error (400)
+	// when it is malformed.
+	Decode(r *http.Request, body []byte) (source.Batch, error)
+	// Reply answers the provider, in its own shape, once the outcome is
+	// known (for 2xx: the messages are durable).
+	Reply(w http.ResponseWriter, rep source.Reply)
+}
+
+// handleCallback is the one callback handler: read, authenticate, decode,
+// make durable, then answer. Nothing of a request that fails is stored.
+func handleCallback(logger *slog.Logger, m *metrics.Metrics, in ingester, src Source, maxBody int64) gin.HandlerFunc {
+	name := src.Name()
+	accepted := m.IngestMessages.WithLabelValues(name, "accepted")
+	duplicate := m.IngestMessages.WithLabelValues(name, "duplicate")
+	rejected := m.IngestMessages.WithLabelValues(name, "rejected")
+	return func(c *gin.Context) {
+		reply := func(rep source.Reply) {
+			src.Reply(c.Writer, rep)
+			c.Abort()
+		}
+		fail := func(err error) {
+			status, msg := statusOf(err)
+			logRefusal(logger, c, status, err)
+			rep := source.Reply{Status: status, Err: &source.Error{Status: status, Msg: msg}}
+			var se *source.Error
+			if errors.As(err, &se) {
+				rep.Err.Line, rep.Err.Index = se.Line, se.Index
+			}
+			var ie *ingest.InvalidError
+			if errors.As(err, &ie) {
+				rep.Err.Index = ie.Index + 1
+			}
+			reply(rep)
+		}
+		body, err := readBody(c, maxBody, src.ContentTypes()...)
+		if err != nil {
+			fail(err)
+			return
+		}
+		if err := src.Authenticate(c.Request, body); err != nil {
+			fail(err)
+			return
+		}
+		batch, err := src.Decode(c.Request, body)
+		if err != nil {
+			rejected.Inc()
+			fail(err)
+			return
+		}
+		ignored := countIgnored(m.IgnoredEvents, name, batch.Ignored)
+		var res ingest.Result
+		if len(batch.Messages) > 0 {
+			res, err = in.Ingest(c.Request.Context(), name, batch.Messages)
+			if err != nil {
+				var ie *ingest.InvalidError
+				if errors.As(err, &ie) {
+					rejected.Inc()
+				}
+				fail(err)
+				return
+			}
+		}
+		accepted.Add(float64(res.Accepted))
+		duplicate.Add(float64(res.Duplicates))
+		reply(source.Reply{Status: http.StatusOK, Accepted: res.Accepted, Duplicates: res.Duplicates, Ignored: ignored})
+	}
+}
+
+func countIgnored(vec *prometheus.CounterVec, name string, kinds map[string]int) int {
+	n := 0
+	for kind, k := range kinds {
+		vec.WithLabelValues(name, kind).Add(float64(k))
+		n += k
+	}
+	return n
+}
+
+// readBody checks the content type, undoes gzip and reads at most maxBody
+// bytes (after decompression).
+func readBody(c *gin.Context, maxBody int64, types ...string) ([]byte, error) {
+	if ct := c.GetHeader("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		ok := err == nil
+		if ok {
+			ok = false
+			for _, t := range types {
+				if mt == t {
+					ok = true
+					break
+				}
+			}
+		}
+		if !ok {
+			return nil, &source.Error{Status: http.StatusUnsupportedMediaType, Msg: sprintf("Content-Type %q is not accepted here; use %s", ct, strings.Join(types, ", "))}
+		}
+	}
+	var r io.Reader = c.Request.Body
+	switch enc := strings.ToLower(c.GetHeader("Content-Encoding")); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(c.Request.Body)
+		if err != nil {
+			return nil, source.BadRequest("Content-Encoding gzip: %v", err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return nil, &source.Error{Status: http.StatusUnsupportedMediaType, Msg: sprintf("Content-Encoding %q is not supported; use gzip or none", enc)}
+	}
+	var buf bytes.Buffer
+	if cl := c.Request.ContentLength; cl > 0 && cl <= maxBody && r == io.Reader(c.Request.Body) {
+		buf.Grow(int(cl) + 1) // one allocation for the common, plain body
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r, maxBody+1)); err != nil {
+		return nil, source.BadRequest("reading the body: %v", err)
+	}
+	body := buf.Bytes()
+	if int64(len(body)) > maxBody {
+		return nil, &source.Error{Status: http.StatusRequestEntityTooLarge, Msg: sprintf("body larger than %d bytes (ingest.max_body_bytes); send fewer messages per request", maxBody)}
+	}
+	return body, nil
+}

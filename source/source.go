@@ -1,0 +1,73 @@
+// Package source holds what every callback source shares: the decoded batch,
+// the client-facing error, and the reply the provider is sent. Each provider
+// is one package under source/ (native, and the providers that follow),
+// plugged into the one generic callback handler in handler/.
+package source
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/imbridge/imbridge/message"
+)
+
+// Batch is what one callback body decodes to.
+type Batch struct {
+	// Messages to make durable: canonical messages, validated by ingest.
+	Messages []message.Message
+	// Ignored counts events that carry no chat content (read receipts,
+	// typing, failed sends…) by kind: they are answered 200 and counted, not
+	// stored.
+	Ignored map[string]int
+}
+
+// Error is a client-facing error: a status, a message that says what is
+// wrong, and for batch bodies where the first bad message is.
+type Error struct {
+	Status int
+	Msg    string
+	Line   int // 1-based line in the body; 0 when not about one line
+	Index  int // 1-based message index in the body; 0 when not about one message
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// BadRequest is a 400 error.
+func BadRequest(format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Msg: sprintf(format, args...)}
+}
+
+// Unauthorized is a 401 error.
+func Unauthorized(format string, args ...any) *Error {
+	return &Error{Status: http.StatusUnauthorized, Msg: sprintf(format, args...)}
+}
+
+// Reply is the outcome of one callback, for the source to answer in its
+// provider's shape.
+type Reply struct {
+	Status     int // the HTTP status the handler chose
+	Accepted   int
+	Duplicates int
+	Ignored    int
+	Err        *Error // set for every status but 2xx
+}
+
+// SecretEqual compares a presented secret in constant time.
+func SecretEqual(got, want string) bool {
+	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// BearerMatches reports whether r carries "Authorization: Bearer want".
+func BearerMatches(r *http.Request, want string) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && SecretEqual(strings.TrimSpace(got), want)
+}
+
+func sprintf(format string, args ...any) string {
+	if len(args) == 0 {
+		return format
+	}
+	return fmt.Sprintf(format, args...)
+}
