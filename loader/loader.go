@@ -48,8 +48,8 @@ type spoolReader interface {
 
 // Options tunes batching and release.
 type Options struct {
-	BatchRows  int           // most rows per INSERT (default 50 000)
-	BatchBytes int           // most record bytes per INSERT (default 32 MiB)
+	BatchRows  int           // most rows per INSERT (default 20 000)
+	BatchBytes int           // most record bytes per INSERT (default 8 MiB)
 	Linger     time.Duration // how long to wait for a fuller batch (default 1 s)
 	// Durable, when set, makes what ClickHouse has written so far durable
 	// (the managed server: syncfs of its data directory); loaded records are
@@ -93,11 +93,13 @@ type loadedMark struct {
 // New returns a loader. It starts, in Run, from the first record the spool
 // still holds, checking against ClickHouse what it already has.
 func New(sp spoolReader, st messageWriter, maps snapshotter, opts Options) *Loader {
+	// A batch is held about four times over while it is inserted (records,
+	// decoded messages, rows, the driver's columns): these bound memory.
 	if opts.BatchRows <= 0 {
-		opts.BatchRows = 50000
+		opts.BatchRows = 20000
 	}
 	if opts.BatchBytes <= 0 {
-		opts.BatchBytes = 32 << 20
+		opts.BatchBytes = 8 << 20
 	}
 	if opts.Linger <= 0 {
 		opts.Linger = time.Second

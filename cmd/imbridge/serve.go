@@ -36,11 +36,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	logger := newLogger(cfg.Config, stderr)
 	logger.Info("imbridge starting", append([]any{"version", version}, cfg.Dump()...)...)
-	if getenv("GOGC") == "" {
-		// Ingest allocates per message and keeps little: trading some heap
-		// for less collection is measurable on a 2-core machine. GOGC still
-		// overrides this.
-		debug.SetGCPercent(200)
+	if getenv("GOMEMLIMIT") == "" {
+		// A soft limit: the collector works harder as the heap nears it,
+		// so a burst (a backlog catch-up, a large pull) does not grow the
+		// process to GOGC's doubling of the live heap. GOMEMLIMIT overrides.
+		debug.SetMemoryLimit(160 << 20)
 	}
 
 	// Bind first, so a taken port fails before anything is started.
