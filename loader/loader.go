@@ -48,8 +48,8 @@ type spoolReader interface {
 
 // Options tunes batching and release.
 type Options struct {
-	BatchRows  int           // most rows per INSERT (default 20 000)
-	BatchBytes int           // most record bytes per INSERT (default 8 MiB)
+	BatchRows  int           // most rows per INSERT (default 10 000)
+	BatchBytes int           // most record bytes per INSERT (default 4 MiB)
 	Linger     time.Duration // how long to wait for a fuller batch (default 1 s)
 	// Durable, when set, makes what ClickHouse has written so far durable
 	// (the managed server: syncfs of its data directory); loaded records are
@@ -96,10 +96,10 @@ func New(sp spoolReader, st messageWriter, maps snapshotter, opts Options) *Load
 	// A batch is held about four times over while it is inserted (records,
 	// decoded messages, rows, the driver's columns): these bound memory.
 	if opts.BatchRows <= 0 {
-		opts.BatchRows = 20000
+		opts.BatchRows = 10000
 	}
 	if opts.BatchBytes <= 0 {
-		opts.BatchBytes = 8 << 20
+		opts.BatchBytes = 4 << 20
 	}
 	if opts.Linger <= 0 {
 		opts.Linger = time.Second

@@ -40,7 +40,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		// A soft limit: the collector works harder as the heap nears it,
 		// so a burst (a backlog catch-up, a large pull) does not grow the
 		// process to GOGC's doubling of the live heap. GOMEMLIMIT overrides.
-		debug.SetMemoryLimit(160 << 20)
+		debug.SetMemoryLimit(128 << 20)
 	}
 
 	// Bind first, so a taken port fails before anything is started.
