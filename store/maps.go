@@ -295,11 +295,16 @@ func (s *Store) putMappings(ctx context.Context, kind string, n int, insert stri
 // whose re-issue has not finished.
 func (s *Store) PendingReissues(ctx context.Context) (_ []uint64, err error) {
 	defer wrap(&err, "store.PendingReissues")
-	var out []uint64
-	err = retryRead(ctx, func() error {
-		out = out[:0]
-		rows, err := s.conn.Query(ctx, `SELECT DISTINCT version FROM map_versions
+	return s.uint64s(ctx, `SELECT DISTINCT version FROM map_versions
  WHERE version NOT IN (SELECT version FROM map_reissues) ORDER BY version`)
+}
+
+// uint64s runs a read returning one UInt64 column.
+func (s *Store) uint64s(ctx context.Context, q string, args ...any) ([]uint64, error) {
+	var out []uint64
+	err := retryRead(ctx, func() error {
+		out = out[:0]
+		rows, err := s.conn.Query(ctx, q, args...)
 		if err != nil {
 			return err
 		}
@@ -344,22 +349,5 @@ func (s *Store) ReissueCandidates(ctx context.Context, from, to, upTo, after uin
   (SELECT old_url FROM url_map WHERE version > ? AND version <= ? AND ` + committed + `)
  GROUP BY origin HAVING max(render_version) < ?
 ) WHERE s > ? ORDER BY s LIMIT ?`
-	var out []uint64
-	err = retryRead(ctx, func() error {
-		out = out[:0]
-		rows, err := s.conn.Query(ctx, q, upTo, from, to, upTo, from, to, to, after, limit)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var v uint64
-			if err := rows.Scan(&v); err != nil {
-				return err
-			}
-			out = append(out, v)
-		}
-		return rows.Err()
-	})
-	return out, err
+	return s.uint64s(ctx, q, upTo, from, to, upTo, from, to, to, after, limit)
 }
