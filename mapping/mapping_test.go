@@ -74,9 +74,12 @@ type row struct {
 	line        string
 }
 
-func (r *rig) rows(t *testing.T, sourceID string) []row {
+func (r *rig) rows(t *testing.T, sourceID string) []row { return storedRows(t, r.st, sourceID) }
+
+// storedRows reads back every stored copy of a source message, in seq order.
+func storedRows(t *testing.T, st *store.Store, sourceID string) []row {
 	t.Helper()
-	rs, err := r.st.Conn().Query(context.Background(),
+	rs, err := st.Conn().Query(context.Background(),
 		"SELECT seq, origin, msgid, held, line FROM messages WHERE source_msg_id = ? ORDER BY seq", sourceID)
 	if err != nil {
 		t.Fatal(err)

@@ -258,22 +258,7 @@ func TestReviewRemapRacingTheLoaderDuplicatesAMessage(t *testing.T) {
 }
 
 func reviewRows(t *testing.T, st *store.Store, sourceID string) []row {
-	t.Helper()
-	rs, err := st.Conn().Query(context.Background(),
-		"SELECT seq, origin, msgid, held, line FROM messages WHERE source_msg_id = ? ORDER BY seq", sourceID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	var out []row
-	for rs.Next() {
-		var x row
-		if err := rs.Scan(&x.seq, &x.origin, &x.msgid, &x.held, &x.line); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, x)
-	}
-	return out
+	return storedRows(t, st, sourceID)
 }
 
 func hasTID(line string, tid int) bool {
