@@ -98,23 +98,27 @@ type Native struct {
 
 // Easemob is the Easemob / Agora Chat callback rule.
 type Easemob struct {
-	Secret string `yaml:"secret" secret:"true" help:"callback rule secret"`
+	Secret  string        `yaml:"secret" secret:"true" help:"callback rule secret"`
+	MaxSkew time.Duration `yaml:"max_skew" help:"refuse callbacks whose signed timestamp is further than this from now; 0 = no check"`
 }
 
 // Tencent is the Tencent IM callback.
 type Tencent struct {
-	Token    string `yaml:"token" secret:"true" help:"callback authentication token"`
-	SDKAppID string `yaml:"sdkappid" help:"the app's SdkAppid; callbacks for other apps are refused"`
+	Token    string        `yaml:"token" secret:"true" help:"callback authentication token"`
+	SDKAppID string        `yaml:"sdkappid" help:"the app's SdkAppid; callbacks for other apps are refused"`
+	MaxSkew  time.Duration `yaml:"max_skew" help:"refuse callbacks whose RequestTime is further than this from now; 0 = no check"`
 }
 
 // RongCloud is the RongCloud message routing.
 type RongCloud struct {
-	AppSecret string `yaml:"app_secret" secret:"true" help:"app secret"`
+	AppSecret string        `yaml:"app_secret" secret:"true" help:"app secret"`
+	MaxSkew   time.Duration `yaml:"max_skew" help:"refuse callbacks whose signTimestamp is further than this from now; 0 = no check"`
 }
 
 // Yunxin is the Yunxin 抄送 (message copy).
 type Yunxin struct {
-	AppSecret string `yaml:"app_secret" secret:"true" help:"app secret (CheckSum)"`
+	AppSecret string        `yaml:"app_secret" secret:"true" help:"app secret (CheckSum)"`
+	MaxSkew   time.Duration `yaml:"max_skew" help:"refuse 抄送 whose CurTime is further than this from now; 0 = no check"`
 }
 
 // Default returns the configuration before any file or environment is read.
@@ -129,6 +133,12 @@ func Default() Config {
 			Retain:      2 * time.Minute,
 		},
 		Ingest: Ingest{MaxBodyBytes: 32 << 20},
+		Sources: Sources{
+			Easemob:   Easemob{MaxSkew: 10 * time.Minute},
+			Tencent:   Tencent{MaxSkew: 5 * time.Minute},
+			RongCloud: RongCloud{MaxSkew: 5 * time.Minute},
+			Yunxin:    Yunxin{MaxSkew: 5 * time.Minute},
+		},
 	}
 }
 

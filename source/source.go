@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/imbridge/imbridge/message"
 )
@@ -21,6 +22,35 @@ type Batch struct {
 	// typing, failed sends…) by kind: they are answered 200 and counted, not
 	// stored.
 	Ignored map[string]int
+	// Recalls of earlier (or not yet arrived) messages, made durable with
+	// the messages; the recalled lines are no longer pulled or exported.
+	Recalls []message.Recall
+}
+
+// Ignore counts one event of kind (a short, fixed snake_case reason such as
+// "read_ack" or "chatroom": it becomes a metric label) as ignored.
+func (b *Batch) Ignore(kind string) {
+	if b.Ignored == nil {
+		b.Ignored = map[string]int{}
+	}
+	b.Ignored[kind]++
+}
+
+// DefaultClientType is the clientType of a message whose provider names no
+// platform (Easemob), or a platform with no Yunxin equivalent: REST, since
+// the line reaches Yunxin from a server rather than from one of its SDKs.
+const DefaultClientType = message.REST
+
+// CheckFresh refuses a signed timestamp further than maxSkew from now (either
+// way); maxSkew 0 disables the check. what names the timestamp in the error.
+func CheckFresh(what string, ts, now time.Time, maxSkew time.Duration) error {
+	if maxSkew <= 0 {
+		return nil
+	}
+	if d := now.Sub(ts); d > maxSkew || d < -maxSkew {
+		return Unauthorized("%s %s is %s away from this server's clock (allowed: %s; see max_skew)", what, ts.UTC().Format(time.RFC3339), d.Round(time.Second), maxSkew)
+	}
+	return nil
 }
 
 // Error is a client-facing error: a status, a message that says what is

@@ -18,7 +18,6 @@ import (
 	"github.com/imbridge/imbridge/handler"
 	"github.com/imbridge/imbridge/metrics"
 	"github.com/imbridge/imbridge/pipeline"
-	"github.com/imbridge/imbridge/source/native"
 	"github.com/imbridge/imbridge/tcpack"
 )
 
@@ -63,10 +62,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		pfx, _ := config.ParsePrefix(a)
 		allow = append(allow, pfx)
 	}
-	var sources []handler.Source
-	if tok := cfg.Sources.Native.Token; tok != "" {
-		sources = append(sources, native.New(tok))
-	}
+	sources := enabledSources(cfg.Sources)
 	st := p.Store.Store
 	h := handler.NewServer(handler.Deps{
 		Logger:       logger,
