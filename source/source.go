@@ -6,8 +6,10 @@ package source
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -81,6 +83,7 @@ type Reply struct {
 	Accepted   int
 	Duplicates int
 	Ignored    int
+	Recalls    int    // recalls newly recorded
 	Err        *Error // set for every status but 2xx
 }
 
@@ -100,4 +103,39 @@ func sprintf(format string, args ...any) string {
 		return format
 	}
 	return fmt.Sprintf(format, args...)
+}
+
+// ReplyJSON answers {"accepted":n,"duplicates":d,"ignored":i,"recalls":r}
+// with the chosen status, or {"error":…} with the line (and message index)
+// of the first bad message. Bodies stay far below Easemob's 1000-character
+// limit unless an error message is that long.
+func ReplyJSON(w http.ResponseWriter, rep Reply) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(rep.Status)
+	var b []byte
+	if rep.Err == nil {
+		b = append(b, `{"accepted":`...)
+		b = strconv.AppendInt(b, int64(rep.Accepted), 10)
+		b = append(b, `,"duplicates":`...)
+		b = strconv.AppendInt(b, int64(rep.Duplicates), 10)
+		if rep.Ignored > 0 {
+			b = append(b, `,"ignored":`...)
+			b = strconv.AppendInt(b, int64(rep.Ignored), 10)
+		}
+		if rep.Recalls > 0 {
+			b = append(b, `,"recalls":`...)
+			b = strconv.AppendInt(b, int64(rep.Recalls), 10)
+		}
+		b = append(b, '}')
+	} else {
+		body := map[string]any{"error": rep.Err.Msg}
+		if rep.Err.Line > 0 {
+			body["line"] = rep.Err.Line
+		}
+		if rep.Err.Index > 0 {
+			body["message"] = rep.Err.Index
+		}
+		b, _ = json.Marshal(body)
+	}
+	_, _ = w.Write(b)
 }

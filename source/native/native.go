@@ -44,32 +44,13 @@ func (*Source) Decode(_ *http.Request, body []byte) (source.Batch, error) {
 	return source.Batch{Messages: msgs}, err
 }
 
-// Reply answers {"accepted":n,"duplicates":d}, or {"error":…} with the line
-// (and array index) of the first bad message.
+// Reply answers as every JSON source does (source.ReplyJSON), with a bearer
+// challenge on 401.
 func (*Source) Reply(w http.ResponseWriter, rep source.Reply) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	if rep.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="imbridge"`)
 	}
-	w.WriteHeader(rep.Status)
-	var b []byte
-	if rep.Err == nil {
-		b = append(b, `{"accepted":`...)
-		b = strconv.AppendInt(b, int64(rep.Accepted), 10)
-		b = append(b, `,"duplicates":`...)
-		b = strconv.AppendInt(b, int64(rep.Duplicates), 10)
-		b = append(b, '}')
-	} else {
-		body := map[string]any{"error": rep.Err.Msg}
-		if rep.Err.Line > 0 {
-			body["line"] = rep.Err.Line
-		}
-		if rep.Err.Index > 0 {
-			body["message"] = rep.Err.Index
-		}
-		b, _ = json.Marshal(body)
-	}
-	_, _ = w.Write(b)
+	source.ReplyJSON(w, rep)
 }
 
 // Decode parses a native body: one line object, a JSON array of objects, or
