@@ -22,9 +22,10 @@ import (
 
 // ingester makes decoded messages durable.
 type ingester interface {
-	// Ingest returns once msgs are durable (or duplicates). Errors:
-	// *ingest.InvalidError, ingest.ErrFull, ingest.ErrUnavailable.
-	Ingest(ctx context.Context, source string, msgs []message.Message) (ingest.Result, error)
+	// IngestBatch returns once msgs and recalls are durable (or
+	// duplicates), as one unit. Errors: *ingest.InvalidError, ingest.ErrFull,
+	// ingest.ErrUnavailable.
+	IngestBatch(ctx context.Context, source string, msgs []message.Message, recalls []message.Recall) (ingest.Result, error)
 }
 
 // Source is one callback source: how its provider authenticates, what its
@@ -52,6 +53,7 @@ func handleCallback(logger *slog.Logger, m *metrics.Metrics, in ingester, src So
 	accepted := m.IngestMessages.WithLabelValues(name, "accepted")
 	duplicate := m.IngestMessages.WithLabelValues(name, "duplicate")
 	rejected := m.IngestMessages.WithLabelValues(name, "rejected")
+	recalled := m.IngestMessages.WithLabelValues(name, "recall")
 	return func(c *gin.Context) {
 		reply := func(rep source.Reply) {
 			src.Reply(c.Writer, rep)
@@ -88,8 +90,8 @@ func handleCallback(logger *slog.Logger, m *metrics.Metrics, in ingester, src So
 		}
 		ignored := countIgnored(m.IgnoredEvents, name, batch.Ignored)
 		var res ingest.Result
-		if len(batch.Messages) > 0 {
-			res, err = in.Ingest(c.Request.Context(), name, batch.Messages)
+		if len(batch.Messages) > 0 || len(batch.Recalls) > 0 {
+			res, err = in.IngestBatch(c.Request.Context(), name, batch.Messages, batch.Recalls)
 			if err != nil {
 				var ie *ingest.InvalidError
 				if errors.As(err, &ie) {
@@ -101,7 +103,8 @@ func handleCallback(logger *slog.Logger, m *metrics.Metrics, in ingester, src So
 		}
 		accepted.Add(float64(res.Accepted))
 		duplicate.Add(float64(res.Duplicates))
-		reply(source.Reply{Status: http.StatusOK, Accepted: res.Accepted, Duplicates: res.Duplicates, Ignored: ignored})
+		recalled.Add(float64(res.Recalls))
+		reply(source.Reply{Status: http.StatusOK, Accepted: res.Accepted, Duplicates: res.Duplicates, Ignored: ignored, Recalls: res.Recalls})
 	}
 }
 

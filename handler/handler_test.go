@@ -28,12 +28,12 @@ type fakeIngester struct {
 
 var _ ingester = (*fakeIngester)(nil)
 
-func (f *fakeIngester) Ingest(_ context.Context, _ string, msgs []message.Message) (ingest.Result, error) {
+func (f *fakeIngester) IngestBatch(_ context.Context, _ string, msgs []message.Message, recalls []message.Recall) (ingest.Result, error) {
 	if f.err != nil {
 		return ingest.Result{}, f.err
 	}
 	f.got = append(f.got, msgs)
-	return ingest.Result{Accepted: len(msgs)}, nil
+	return ingest.Result{Accepted: len(msgs), Recalls: len(recalls)}, nil
 }
 
 // fakeLines serves lines[i] as seq i+1.

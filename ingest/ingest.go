@@ -34,10 +34,11 @@ type InvalidError struct {
 func (e *InvalidError) Error() string { return fmt.Sprintf("message %d: %v", e.Index+1, e.Err) }
 func (e *InvalidError) Unwrap() error { return e.Err }
 
-// Result says what Ingest did with a request's messages.
+// Result says what Ingest did with a request's messages and recalls.
 type Result struct {
 	Accepted   int // new messages, now durable
 	Duplicates int // already received within the de-duplication window
+	Recalls    int // new recalls, now durable (a retried recall counts as a duplicate)
 }
 
 // spooler makes records durable.
@@ -60,7 +61,14 @@ func New(sp spooler) *Ingester { return &Ingester{sp: sp, now: time.Now} }
 // source, or one that fails validation, fails the whole request with an
 // *InvalidError.
 func (in *Ingester) Ingest(ctx context.Context, source string, msgs []message.Message) (Result, error) {
-	if len(msgs) == 0 {
+	return in.IngestBatch(ctx, source, msgs, nil)
+}
+
+// IngestBatch is Ingest for a request that also carries recalls: messages
+// and recalls are made durable together, as one unit. A recall's
+// InvalidError index counts after the messages.
+func (in *Ingester) IngestBatch(ctx context.Context, source string, msgs []message.Message, recalls []message.Recall) (Result, error) {
+	if len(msgs) == 0 && len(recalls) == 0 {
 		return Result{}, nil
 	}
 	for i := range msgs {
@@ -75,19 +83,49 @@ func (in *Ingester) Ingest(ctx context.Context, source string, msgs []message.Me
 			return Result{}, &InvalidError{Index: i, Err: err}
 		}
 	}
+	for i := range recalls {
+		r := &recalls[i]
+		if r.Source == "" {
+			r.Source = source
+		}
+		if r.Source != source {
+			return Result{}, &InvalidError{Index: len(msgs) + i, Err: fmt.Errorf("recall of source %q in a request of source %q", r.Source, source)}
+		}
+		if err := r.Validate(); err != nil {
+			return Result{}, &InvalidError{Index: len(msgs) + i, Err: err}
+		}
+	}
 	received := in.now().UnixMilli()
-	recs := make([]spool.Record, len(msgs))
+	recs := make([]spool.Record, 0, len(msgs)+len(recalls))
 	for i := range msgs {
 		m := &msgs[i]
-		recs[i] = spool.NewRecord(m.Identity().DedupKey(m.Source), recordSizeHint(m), func(dst []byte) []byte {
+		recs = append(recs, spool.NewRecord(m.Identity().DedupKey(m.Source), recordSizeHint(m), func(dst []byte) []byte {
 			return appendRecord(dst, m, received, 0)
-		})
+		}))
+	}
+	for i := range recalls {
+		r := &recalls[i]
+		recs = append(recs, spool.NewRecord(r.DedupKey(), 1+binary.MaxVarintLen64+r.BinarySizeHint(), func(dst []byte) []byte {
+			return appendRecallRecord(dst, r, received)
+		}))
 	}
 	res, err := in.sp.Append(ctx, recs)
 	if err != nil {
 		return Result{}, spoolError(err)
 	}
-	return Result{Accepted: res.Accepted, Duplicates: res.Duplicates}, nil
+	out := Result{Accepted: res.Accepted, Duplicates: res.Duplicates}
+	if len(recalls) > 0 {
+		// The spool counts per request; split its counts between the kinds.
+		dupRecalls := 0
+		for _, i := range res.Dropped {
+			if i >= len(msgs) {
+				dupRecalls++
+			}
+		}
+		out.Recalls = len(recalls) - dupRecalls
+		out.Accepted -= out.Recalls // Duplicates counts both kinds
+	}
+	return out, nil
 }
 
 // Copy is a stored message spooled again under a new seq (same msgid, same
@@ -125,14 +163,21 @@ func spoolError(err error) error {
 	return err
 }
 
-// A spooled record: kind, received time, origin, canonical message.
-const kindMessage = 1
+// Spooled record kinds: a message (kind, received time, origin, canonical
+// message) or a recall (kind, received time, recall).
+const (
+	kindMessage = 1
+	kindRecall  = 2
+)
 
-// Spooled is a record read back from the spool.
+// Spooled is a record read back from the spool: a message, or (IsRecall) a
+// recall.
 type Spooled struct {
 	Message    message.Message
 	ReceivedAt int64  // ms
 	Origin     uint64 // seq of the original for a re-issued copy, 0 for an original
+	IsRecall   bool
+	Recall     message.Recall
 }
 
 func recordSizeHint(m *message.Message) int { return 1 + 2*binary.MaxVarintLen64 + m.BinarySizeHint() }
@@ -144,10 +189,16 @@ func appendRecord(dst []byte, m *message.Message, received int64, origin uint64)
 	return m.AppendBinary(dst)
 }
 
+func appendRecallRecord(dst []byte, r *message.Recall, received int64) []byte {
+	dst = append(dst, kindRecall)
+	dst = binary.AppendVarint(dst, received)
+	return r.AppendBinary(dst)
+}
+
 // Decode reads a spooled record.
 func Decode(data []byte) (Spooled, error) {
 	var s Spooled
-	if len(data) == 0 || data[0] != kindMessage {
+	if len(data) == 0 || (data[0] != kindMessage && data[0] != kindRecall) {
 		return s, errors.New("spooled record: unknown kind")
 	}
 	b := data[1:]
@@ -156,6 +207,13 @@ func Decode(data []byte) (Spooled, error) {
 		return s, errors.New("spooled record: bad received time")
 	}
 	s.ReceivedAt, b = v, b[n:]
+	if data[0] == kindRecall {
+		s.IsRecall = true
+		if err := s.Recall.UnmarshalBinary(b); err != nil {
+			return s, fmt.Errorf("spooled record: %w", err)
+		}
+		return s, nil
+	}
 	o, n := binary.Uvarint(b)
 	if n <= 0 {
 		return s, errors.New("spooled record: bad origin")

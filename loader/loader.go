@@ -27,7 +27,10 @@ import (
 type messageWriter interface {
 	// InsertMessages writes rows in one INSERT block.
 	InsertMessages(ctx context.Context, rows []store.Message) error
-	// ExistingSeqs returns the seqs in [lo, hi] already stored.
+	// InsertRecalls writes recall rows in one INSERT block.
+	InsertRecalls(ctx context.Context, rows []store.Recall) error
+	// ExistingSeqs returns the seqs in [lo, hi] already stored (messages
+	// and recalls).
 	ExistingSeqs(ctx context.Context, lo, hi uint64) (map[uint64]bool, error)
 }
 
@@ -80,6 +83,7 @@ type Loader struct {
 	inserts   atomic.Uint64
 	rows      atomic.Uint64
 	held      atomic.Uint64
+	recalls   atomic.Uint64
 	failures  atomic.Uint64
 	releaseAt atomic.Uint64 // highest seq released
 	lastErr   atomic.Pointer[string]
@@ -138,13 +142,13 @@ func (l *Loader) Lag() uint64 {
 
 // Stats are counters for metrics.
 type Stats struct {
-	Inserts, Rows, Held, Failures uint64
-	LastError                     string
+	Inserts, Rows, Held, Recalls, Failures uint64
+	LastError                              string
 }
 
 // Stats returns the loader's counters.
 func (l *Loader) Stats() Stats {
-	s := Stats{Inserts: l.inserts.Load(), Rows: l.rows.Load(), Held: l.held.Load(), Failures: l.failures.Load()}
+	s := Stats{Inserts: l.inserts.Load(), Rows: l.rows.Load(), Held: l.held.Load(), Recalls: l.recalls.Load(), Failures: l.failures.Load()}
 	if e := l.lastErr.Load(); e != nil {
 		s.LastError = *e
 	}
@@ -293,6 +297,7 @@ func (l *Loader) loadBatch(ctx context.Context, next uint64, verify bool) (uint6
 	}
 	recs := make([]ingest.Spooled, 0, len(entries))
 	seqs := make([]uint64, 0, len(entries))
+	var recalls []store.Recall
 	for _, e := range entries {
 		if have[e.Seq] {
 			continue
@@ -301,9 +306,15 @@ func (l *Loader) loadBatch(ctx context.Context, next uint64, verify bool) (uint6
 		if err != nil {
 			return 0, fmt.Errorf("spooled seq %d: %w", e.Seq, err)
 		}
+		if r.IsRecall {
+			recalls = append(recalls, store.Recall{Seq: e.Seq, Source: r.Recall.Source, RecallKey: r.Recall.Key,
+				RecallID: r.Recall.ID, Operator: r.Recall.Operator, RecallTime: r.Recall.Time, ReceivedAt: r.ReceivedAt})
+			continue
+		}
 		recs = append(recs, r)
 		seqs = append(seqs, e.Seq)
 	}
+	var version uint64
 	if len(recs) > 0 {
 		msgs := make([]*message.Message, len(recs))
 		for i := range recs {
@@ -329,10 +340,23 @@ func (l *Loader) loadBatch(ctx context.Context, next uint64, verify bool) (uint6
 				l.held.Add(1)
 			}
 		}
-		l.watermark.Store(hi)
-		l.noteRendered(snap.Version())
-	} else {
-		l.watermark.Store(hi)
+		version = snap.Version()
+	}
+	if len(recalls) > 0 {
+		// After the messages: a failure here leaves them stored, and the
+		// verify before the retry skips them.
+		ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err := l.st.InsertRecalls(ictx, recalls)
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+		l.inserts.Add(1)
+		l.recalls.Add(uint64(len(recalls)))
+	}
+	l.watermark.Store(hi)
+	if version > 0 {
+		l.noteRendered(version)
 	}
 	l.loaded = append(l.loaded, loadedMark{seq: hi, at: time.Now()})
 	if err := l.sp.MarkLoaded(hi); err != nil {
@@ -389,7 +413,7 @@ func Rows(seqs []uint64, recs []ingest.Spooled, maps *mapping.Snapshot) []store.
 		line, out = render.Line(line[:0], &enc, m, maps)
 		row := &rows[i]
 		*row = store.Message{
-			Seq: seqs[i], Origin: r.Origin, Source: m.Source, SourceMsgID: m.SourceID, RecallKey: m.RecallKey,
+			Seq: seqs[i], Origin: r.Origin, Source: m.Source, SourceMsgID: m.SourceID, RecallKey: m.RecallKeyOf(),
 			Scene: m.Scene.String(), Type: uint16(m.Type), MsgID: m.MsgID, From: m.From, To: m.To,
 			TID: out.TID, GroupID: m.GroupID, Accid2: m.Accid2, CreateTime: m.CreateTime,
 			ClientType: uint8(m.ClientType), Body: m.Body, AttachURL: out.MediaURL, Ext: m.Ext,

@@ -72,6 +72,7 @@ func ingestAll(t *testing.T, sp *spool.Spool, msgs []message.Message) {
 
 func newLoader(sp *spool.Spool, st interface {
 	InsertMessages(context.Context, []store.Message) error
+	InsertRecalls(context.Context, []store.Recall) error
 	ExistingSeqs(context.Context, uint64, uint64) (map[uint64]bool, error)
 }, maps *store.Store, opts loader.Options) *loader.Loader {
 	if opts.Linger == 0 {

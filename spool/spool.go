@@ -74,8 +74,10 @@ var (
 type Result struct {
 	Accepted   int // new records now durable
 	Duplicates int // records already seen within the de-duplication window
-	FirstSeq   uint64
-	LastSeq    uint64
+	// Dropped lists the positions (in the appended slice) of the duplicates.
+	Dropped  []int
+	FirstSeq uint64
+	LastSeq  uint64
 }
 
 // Options configures Open.
@@ -537,7 +539,7 @@ func (s *Spool) sequence(group []*pending) {
 	for _, p := range group {
 		keyMark, logMark := len(added), len(slab)
 		var need int64
-		for _, r := range p.recs {
+		for i, r := range p.recs {
 			if d != nil && !r.Reissue() {
 				_, dup := s.inGroup[r.Key]
 				if !dup {
@@ -545,6 +547,7 @@ func (s *Spool) sequence(group []*pending) {
 				}
 				if dup {
 					p.res.Duplicates++
+					p.res.Dropped = append(p.res.Dropped, i)
 					continue
 				}
 				s.inGroup[r.Key] = struct{}{}

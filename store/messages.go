@@ -17,7 +17,7 @@ type Message struct {
 	Origin        uint64 // seq of the original; a re-issued copy points back to it
 	Source        string
 	SourceMsgID   string
-	RecallKey     string
+	RecallKey     string // the key recalls name it by (RecallKey, else SourceMsgID)
 	Scene         string // p2p or team
 	Type          uint16
 	MsgID         int64
@@ -45,6 +45,9 @@ func (r *Message) Canonical() (message.Message, error) {
 		Source: r.Source, SourceID: r.SourceMsgID, RecallKey: r.RecallKey, GroupID: r.GroupID,
 		Type: message.Type(r.Type), MsgID: r.MsgID, From: r.From, To: r.To, CreateTime: r.CreateTime,
 		ClientType: message.ClientType(r.ClientType), Body: r.Body, Ext: r.Ext, Accid2: r.Accid2,
+	}
+	if m.RecallKey == m.SourceID { // the column holds the effective key
+		m.RecallKey = ""
 	}
 	switch r.Scene {
 	case "p2p":
@@ -161,12 +164,14 @@ func msTime(ms int64) time.Time {
 	return time.Unix(sec, 0).UTC()
 }
 
-// ExistingSeqs returns which seqs in [lo, hi] are already stored.
+// ExistingSeqs returns which seqs in [lo, hi] are already stored (as a
+// message or as a recall).
 func (s *Store) ExistingSeqs(ctx context.Context, lo, hi uint64) (_ map[uint64]bool, err error) {
 	defer wrap(&err, "store.ExistingSeqs(%d, %d)", lo, hi)
 	var out map[uint64]bool
 	err = retryRead(ctx, func() error {
-		rows, err := s.conn.Query(ctx, "SELECT seq FROM messages WHERE seq >= ? AND seq <= ?", lo, hi)
+		rows, err := s.conn.Query(ctx, `SELECT seq FROM messages WHERE seq >= ? AND seq <= ?
+ UNION ALL SELECT seq FROM recalls WHERE seq >= ? AND seq <= ?`, lo, hi, lo, hi)
 		if err != nil {
 			return err
 		}
@@ -184,14 +189,18 @@ func (s *Store) ExistingSeqs(ctx context.Context, lo, hi uint64) (_ map[uint64]b
 	return out, err
 }
 
-// MaxSeq returns the highest stored seq, 0 when the table is empty.
+// MaxSeq returns the highest stored seq (of a message or a recall), 0 when
+// none is stored.
 func (s *Store) MaxSeq(ctx context.Context) (_ uint64, err error) {
 	defer wrap(&err, "store.MaxSeq")
-	var v uint64
+	var m, r uint64
 	err = retryRead(ctx, func() error {
-		return s.conn.QueryRow(ctx, "SELECT toUInt64(max(seq)) FROM messages").Scan(&v)
+		if err := s.conn.QueryRow(ctx, "SELECT toUInt64(max(seq)) FROM messages").Scan(&m); err != nil {
+			return err
+		}
+		return s.conn.QueryRow(ctx, "SELECT toUInt64(max(seq)) FROM recalls").Scan(&r)
 	})
-	return v, err
+	return max(m, r), err
 }
 
 // RecentIdentities calls fn with the de-duplication identity and source of
@@ -226,4 +235,35 @@ func wrap(errp *error, format string, args ...any) {
 	if *errp != nil {
 		*errp = fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), *errp)
 	}
+}
+
+// Recall is one row of the recalls table. Times are Unix milliseconds.
+type Recall struct {
+	Seq        uint64
+	Source     string
+	RecallKey  string
+	RecallID   string
+	Operator   string
+	RecallTime int64
+	ReceivedAt int64
+}
+
+// InsertRecalls writes rows in one INSERT.
+func (s *Store) InsertRecalls(ctx context.Context, rows []Recall) (err error) {
+	if len(rows) == 0 {
+		return nil
+	}
+	defer wrap(&err, "store.InsertRecalls(%d rows)", len(rows))
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO recalls (seq, source, recall_key, recall_id, operator, recalled_at, recall_time, received_at)")
+	if err != nil {
+		return err
+	}
+	defer batch.Close()
+	for i := range rows {
+		r := &rows[i]
+		if err := batch.Append(r.Seq, r.Source, r.RecallKey, r.RecallID, r.Operator, msTime(r.RecallTime), r.RecallTime, msTime(r.ReceivedAt)); err != nil {
+			return err
+		}
+	}
+	return batch.Send()
 }

@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// LineFilter selects messages for pull: seq in (After, UpTo], not held and,
-// when MinCreateTime is not zero, create_time >= MinCreateTime (ms).
+// LineFilter selects messages for pull: seq in (After, UpTo], not held, not
+// recalled and, when MinCreateTime is not zero, create_time >= MinCreateTime
+// (ms).
 type LineFilter struct {
 	After         uint64
 	UpTo          uint64
@@ -18,8 +19,13 @@ type LineFilter struct {
 // than one window, however many messages a pull carries.
 const streamWindow = 262144
 
+// NotRecalled is the condition on messages that keeps out recalled ones: a
+// recall names a message by (source, recall_key) and wins whenever it is
+// stored, before or after the message.
+const NotRecalled = "(source, recall_key) NOT IN (SELECT source, recall_key FROM recalls)"
+
 func (f LineFilter) where() (string, []any) {
-	q := "seq > ? AND seq <= ? AND held = 0"
+	q := "seq > ? AND seq <= ? AND held = 0 AND " + NotRecalled
 	args := []any{f.After, f.UpTo}
 	if f.MinCreateTime != 0 {
 		q += " AND create_time >= ?"
