@@ -19,18 +19,18 @@ import (
 
 // The callback commands imbridge turns into lines or recalls.
 const (
-	CmdC2CSendMsg          = "C2C.CallbackAfterSendMsg"
-	CmdGroupSendMsg        = "Group.CallbackAfterSendMsg"
-	CmdNewMemberJoin       = "Group.CallbackAfterNewMemberJoin"
-	CmdMemberExit          = "Group.CallbackAfterMemberExit"
-	CmdGroupInfoChanged    = "Group.CallbackAfterGroupInfoChanged"
-	CmdGroupDestroyed      = "Group.CallbackAfterGroupDestroyed"
-	CmdC2CMsgWithDraw      = "C2C.CallbackAfterMsgWithDraw"
-	CmdGroupRecallMsg      = "Group.CallbackAfterRecallMsg"
-	cmdGroupCreated        = "Group.CallbackAfterCreateGroup"
-	cmdGroupFull           = "Group.CallbackAfterGroupFull"
-	cmdStateChange         = "State.StateChange"
-	groupTypeAVChatRoom    = "AVChatRoom"
+	CmdC2CSendMsg       = "C2C.CallbackAfterSendMsg"
+	CmdGroupSendMsg     = "Group.CallbackAfterSendMsg"
+	CmdNewMemberJoin    = "Group.CallbackAfterNewMemberJoin"
+	CmdMemberExit       = "Group.CallbackAfterMemberExit"
+	CmdGroupInfoChanged = "Group.CallbackAfterGroupInfoChanged"
+	CmdGroupDestroyed   = "Group.CallbackAfterGroupDestroyed"
+	CmdC2CMsgWithDraw   = "C2C.CallbackAfterMsgWithDraw"
+	CmdGroupRecallMsg   = "Group.CallbackAfterRecallMsg"
+	cmdGroupCreated     = "Group.CallbackAfterCreateGroup"
+	cmdGroupFull        = "Group.CallbackAfterGroupFull"
+	cmdStateChange      = "State.StateChange"
+	groupTypeAVChatRoom = "AVChatRoom"
 )
 
 // Decode turns one Tencent IM callback body into a batch. params is the

@@ -214,10 +214,10 @@ func (d *decoder) c2cRecall() error {
 // entry, key "GroupId:MsgSeq" (the topic's id for a community topic).
 func (d *decoder) groupRecall() error {
 	var e struct {
-		GroupID    string  `json:"GroupId"`
-		TopicID    string  `json:"TopicId"`
-		Type       string  `json:"Type"`
-		Operator   string  `json:"Operator_Account"`
+		GroupID    string `json:"GroupId"`
+		TopicID    string `json:"TopicId"`
+		Type       string `json:"Type"`
+		Operator   string `json:"Operator_Account"`
 		MsgSeqList []struct {
 			MsgSeq flexInt `json:"MsgSeq"`
 		} `json:"MsgSeqList"`

@@ -423,9 +423,9 @@ func TestClientType(t *testing.T) {
 func TestBaseNameAndExt(t *testing.T) {
 	for in, want := range map[string]string{
 		"file:///private/var/Application/tmp/trim.B75D.MOV": "trim.B75D.MOV",
-		`C:\Users\a\报告.pdf`: "报告.pdf",
-		"plain.txt":          "plain.txt",
-		"file:///a/b%20c.doc": "b c.doc",
+		`C:\Users\a\报告.pdf`:                                 "报告.pdf",
+		"plain.txt":                                         "plain.txt",
+		"file:///a/b%20c.doc":                               "b c.doc",
 	} {
 		if got := baseName(in); got != want {
 			t.Errorf("baseName(%q) = %q, want %q", in, got, want)
