@@ -1,6 +1,7 @@
 package tencent
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"net/http"
@@ -63,56 +64,36 @@ func lines(t *testing.T, b source.Batch) string {
 	return strings.Join(out, "\n") + "\n"
 }
 
+// goldenCase is one body of testdata/cases.json (shared with the end-to-end
+// test): its query's CallbackCommand (may be empty: the body's) and
+// OptPlatform; its lines are testdata/golden/<name>.line.
+type goldenCase struct {
+	Name     string          `json:"name"`
+	Command  string          `json:"command"`
+	Platform string          `json:"platform"`
+	Body     json.RawMessage `json:"body"`
+}
+
+func loadCases(t *testing.T) []goldenCase {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("testdata", "cases.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []goldenCase
+	if err := json.Unmarshal(raw, &cases); err != nil {
+		t.Fatal(err)
+	}
+	return cases
+}
+
 // Every content kind and event, decoded and rendered, byte for byte against
 // testdata/golden.
 func TestGoldenLines(t *testing.T) {
-	c2c := func(elems string) string {
-		return `{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"jared","To_Account":"Jonh","MsgSeq":48374,"MsgRandom":2837546,` +
-			`"MsgTime":1557481126,"MsgKey":"48374_2837546_1557481126","MsgId":"144115233406643804-1727580296-4026038328","OnlineOnlyFlag":0,` +
-			`"SendMsgResult":0,"ErrorInfo":"send msg succeed","UnreadMsgNum":7,"MsgBody":[` + elems + `],"CloudCustomData":""}`
-	}
-	for _, tc := range []struct {
-		name, cmd, platform, body string
-	}{
-		{"c2c_text", "C2C.CallbackAfterSendMsg", "iOS",
-			`{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"jared","To_Account":"Jonh","MsgSeq":48374,"MsgRandom":2837546,"MsgTime":1557481126,"MsgKey":"48374_2837546_1557481126","MsgId":"144115233406643804-1727580296-4026038328","OnlineOnlyFlag":0,"SendMsgResult":0,"ErrorInfo":"send msg succeed","UnreadMsgNum":7,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"red packet"}}],"CloudCustomData":"your cloud custom data"}`},
-		{"c2c_face", "", "Android", c2c(`{"MsgType":"TIMFaceElem","MsgContent":{"Index":1,"Data":"content"}}`)},
-		{"c2c_location", "", "Web", c2c(`{"MsgType":"TIMLocationElem","MsgContent":{"Desc":"someinfo","Latitude":29.3406,"Longitude":116.7749}}`)},
-		{"c2c_location_out_of_range", "", "Web", c2c(`{"MsgType":"TIMLocationElem","MsgContent":{"Desc":"x","Latitude":129.3406,"Longitude":116.7749}}`)},
-		{"c2c_custom_object", "", "Windows", c2c(`{"MsgType":"TIMCustomElem","MsgContent":{"Data":"{\"businessID\": \"order\", \"price\": 66.0, \"名\":\"测试\"}","Desc":"notification","Ext":"url","Sound":"dingdong.aiff"}}`)},
-		{"c2c_custom_string", "", "Mac", c2c(`{"MsgType":"TIMCustomElem","MsgContent":{"Data":"message","Desc":"notification","Ext":"url","Sound":"dingdong.aiff"}}`)},
-		{"c2c_sound", "", "RESTAPI", c2c(`{"MsgType":"TIMSoundElem","MsgContent":{"Url":"https://cos.ap-shanghai.myqcloud.com/1053D4B3/voice.m4a","UUID":"1053D4B3D61040894AC3DE44CDFFFB3EC7EB720F","Size":62351,"Second":1,"Download_Flag":2}}`)},
-		{"c2c_sound_no_url", "", "", c2c(`{"MsgType":"TIMSoundElem","MsgContent":{"UUID":"1053D4B3D61040894AC3DE44CDFFFB3EC7EB720F","Size":62351,"Second":1}}`)},
-		{"c2c_image", "", "iPad", c2c(`{"MsgType":"TIMImageElem","MsgContent":{"UUID":"1853095_D61040894AC3DE44CDFFFB3EC7EB720F","ImageFormat":1,"ImageInfoArray":[{"Type":3,"Size":12535,"Width":0,"Height":0,"URL":"http://xxx/3_D61040894AC3DE44CDFFFB3EC7EB720F/198"},{"Type":1,"Size":1853095,"Width":2448,"Height":3264,"URL":"http://xxx/3_D61040894AC3DE44CDFFFB3EC7EB720F/0"},{"Type":2,"Size":2565240,"Width":0,"Height":0,"URL":"http://xxx/3_D61040894AC3DE44CDFFFB3EC7EB720F/720"}]}}`)},
-		{"c2c_image_png_from_url", "", "macOS", c2c(`{"MsgType":"TIMImageElem","MsgContent":{"UUID":"u","ImageFormat":255,"ImageInfoArray":[{"Type":2,"Size":100,"Width":10,"Height":20,"URL":"https://cdn.example/a/pic.PNG?x=1"}]}}`)},
-		{"c2c_file", "", "IOS", c2c(`{"MsgType":"TIMFileElem","MsgContent":{"Url":"https://cos.example/file/abc","UUID":"1053D4B3","FileSize":1773552,"FileName":"file:///private/var/Application/tmp/trim.B75D%20clip.MOV","Download_Flag":2}}`)},
-		{"c2c_video", "", "Unknown", c2c(`{"MsgType":"TIMVideoFileElem","MsgContent":{"VideoUrl":"https://cos.example/v/5da3","VideoUUID":"5da3","VideoSize":1194603,"VideoSecond":5,"VideoFormat":"mp4","VideoDownloadFlag":2,"ThumbUrl":"https://cos.example/t/6eda","ThumbUUID":"6eda","ThumbSize":13907,"ThumbWidth":720,"ThumbHeight":1280,"ThumbFormat":"JPG","ThumbDownloadFlag":2}}`)},
-		{"c2c_relay", "", "Android", c2c(`{"MsgType":"TIMRelayElem","MsgContent":{"Title":"群聊的聊天记录","MsgNum":2,"CompatibleText":"请升级","AbstractList":["a: 1","b: 2"],"JsonMsgKey":"k1"}}`)},
-		{"c2c_unknown_elem", "", "Android", c2c(`{"MsgType":"TIMNewElem","MsgContent":{"X":1}}`)},
-		{"c2c_multi", "", "Android", c2c(`{"MsgType":"TIMTextElem","MsgContent":{"Text":"看这个"}},{"MsgType":"TIMFaceElem","MsgContent":{"Index":7,"Data":"[微笑]"}},{"MsgType":"TIMCustomElem","MsgContent":{"Data":"{\"k\":[1,2]}"}}`)},
-		{"c2c_ext_object", "", "Android",
-			`{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"a","To_Account":"b","MsgTime":1700000000,"MsgKey":"1_2_1700000000","MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hi"}}],"CloudCustomData":"{\"x\": 1}"}`},
-		{"group_text", "Group.CallbackAfterSendMsg", "Android",
-			`{"CallbackCommand":"Group.CallbackAfterSendMsg","GroupId":"@TGS#2J4SZEAEL","Type":"Public","From_Account":"jared","Operator_Account":"admin","Random":123456,"MsgSeq":123,"MsgTime":1490686222,"OnlineOnlyFlag":0,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"red packet"}}],"CloudCustomData":"your cloud custom data","EventTime":"1670574414123"}`},
-		{"group_image_and_text", "", "Web",
-			`{"CallbackCommand":"Group.CallbackAfterSendMsg","GroupId":"@TGS#2J4SZEAEL","Type":"Work","From_Account":"jared","MsgSeq":124,"MsgTime":1490686223,"MsgBody":[{"MsgType":"TIMImageElem","MsgContent":{"ImageFormat":3,"ImageInfoArray":[{"Type":1,"Size":5,"Width":4,"Height":3,"URL":"https://x/y/0"}]}},{"MsgType":"TIMTextElem","MsgContent":{"Text":"图"}}]}`},
-		{"group_topic", "", "Web",
-			`{"CallbackCommand":"Group.CallbackAfterSendMsg","GroupId":"@TGS#_@TGS#cQVLVHIM62CJ","TopicId":"@TGS#_@TGS#cQVLVHIM62CJ@TOPIC#_TestTopic","Type":"Community","From_Account":"jared","MsgSeq":7,"MsgTime":1490686224,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"topic"}}]}`},
-		{"event_join", "", "Android",
-			`{"CallbackCommand":"Group.CallbackAfterNewMemberJoin","GroupId":"@TGS#2J4SZEAEL","Type":"Public","JoinType":"Invited","Operator_Account":"leckie","NewMemberList":[{"Member_Account":"jared"},{"Member_Account":"tommy"}],"EventTime":"1670574414123"}`},
-		{"event_join_apply_no_operator", "", "",
-			`{"CallbackCommand":"Group.CallbackAfterNewMemberJoin","GroupId":"@TGS#2J4SZEAEL","Type":"Public","JoinType":"Apply","NewMemberList":[{"Member_Account":"jared"}],"EventTime":1670574414124}`},
-		{"event_kick", "", "RESTAPI",
-			`{"CallbackCommand":"Group.CallbackAfterMemberExit","GroupId":"@TGS#2J4SZEAEL","Type":"Public","ExitType":"Kicked","Operator_Account":"leckie","ExitMemberList":[{"Member_Account":"jared"}],"EventTime":"1670574414125"}`},
-		{"event_quit", "", "iOS",
-			`{"CallbackCommand":"Group.CallbackAfterMemberExit","GroupId":"@TGS#2J4SZEAEL","Type":"Public","ExitType":"Quit","Operator_Account":"jared","ExitMemberList":[{"Member_Account":"jared"}],"EventTime":"1670574414126"}`},
-		{"event_info", "", "Windows",
-			`{"CallbackCommand":"Group.CallbackAfterGroupInfoChanged","GroupId":"@TGS#2J4SZEAEL","Type":"Public","Operator_Account":"leckie","Name":"新名字","Introduction":"新介绍","Notification":"NewNotification","FaceUrl":"https://x/face.png","EventTime":"1670574414127"}`},
-		{"event_destroyed_no_time", "", "",
-			`{"CallbackCommand":"Group.CallbackAfterGroupDestroyed","GroupId":"@TGS#2J4SZEAEL","Type":"Public","Owner_Account":"leckie","Name":"MyFirstGroup","MemberList":[{"Member_Account":"leckie"},{"Member_Account":"peter"}]}`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			b, err := Decode([]byte(tc.body), params(tc.cmd, tc.platform), now)
+	for _, tc := range loadCases(t) {
+		tc := tc
+		t.Run(tc.Name, func(t *testing.T) {
+			b, err := Decode(tc.Body, params(tc.Command, tc.Platform), now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,7 +106,7 @@ func TestGoldenLines(t *testing.T) {
 				}
 			}
 			got := lines(t, b)
-			file := filepath.Join("testdata", "golden", tc.name+".line")
+			file := filepath.Join("testdata", "golden", tc.Name+".line")
 			if *update {
 				if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
 					t.Fatal(err)
