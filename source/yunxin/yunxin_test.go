@@ -139,7 +139,7 @@ func TestEveryKindCovered(t *testing.T) {
 	}
 	for _, want := range []string{"event_2", "event_4", "event_12", "event_other", "tips", "netcall", "datatunnel",
 		"unknown_msg_type", "friend_event", "system_notification", "custom_system_notification", "p2p_notification",
-		"empty_text", "team_update_unmapped", "team_notification_unknown"} {
+		"empty_text", "team_update_unmapped", "team_notification_unknown", "robot", "unknown_conv_type"} {
 		if !reasons[want] {
 			t.Errorf("no case produces ignore reason %q", want)
 		}
