@@ -27,6 +27,12 @@ type Metrics struct {
 	// PullLines and PullBytes count what pulls delivered, per puller.
 	PullLines *prometheus.CounterVec
 	PullBytes *prometheus.CounterVec
+	// ExportRuns counts scheduled export runs per outcome (ok, failed,
+	// busy); ExportDuration observes how long they took.
+	ExportRuns     *prometheus.CounterVec
+	ExportDuration prometheus.Histogram
+	// ExportLines counts lines written by scheduled exports, per scene.
+	ExportLines *prometheus.CounterVec
 }
 
 // New returns the collectors registered on a new registry, with the Go and
@@ -53,8 +59,19 @@ func New() *Metrics {
 		PullBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "imbridge_pull_bytes_total", Help: "Body bytes (before compression) of completed pulls, per puller.",
 		}, []string{"puller"}),
+		ExportRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imbridge_export_runs_total", Help: "Scheduled export runs per outcome (ok, failed, busy).",
+		}, []string{"outcome"}),
+		ExportDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "imbridge_export_duration_seconds", Help: "Duration of scheduled export runs.",
+			Buckets: []float64{1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600},
+		}),
+		ExportLines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imbridge_export_lines_total", Help: "Lines written by scheduled export runs, per scene.",
+		}, []string{"scene"}),
 	}
 	m.Registry.MustRegister(m.IngestMessages, m.IgnoredEvents, m.HTTPRequests, m.HTTPDuration, m.PullLines, m.PullBytes,
+		m.ExportRuns, m.ExportDuration, m.ExportLines,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -45,27 +45,6 @@ func runSchema(ctx context.Context, args []string, getenv func(string) string, s
 	return nil
 }
 
-func runExport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs, cfgPath := newFlagSet("export", "export [--config FILE] [--out DIR] [--before TIME] [--after TIME]", stderr)
-	fs.String("out", "", "write the run under this `dir` (default export.dir)")
-	before := fs.String("before", "", "RFC 3339 `time`: messages created before it (default migration.cutoff)")
-	after := fs.String("after", "", "RFC 3339 `time`: messages created at or after it")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	for name, v := range map[string]string{"--before": *before, "--after": *after} {
-		if v != "" {
-			if _, err := time.Parse(time.RFC3339, v); err != nil {
-				return usageError("%s %q is not an RFC 3339 time", name, v)
-			}
-		}
-	}
-	if _, err := loadConfig(getenv, *cfgPath); err != nil {
-		return err
-	}
-	return fmt.Errorf("export: %w", errNotYet)
-}
-
 func runImport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlagSet("import", "import [--config FILE] --source NAME FILE...", stderr)
 	source := fs.String("source", "", "`name` of the provider whose history files these are (native, easemob, tencent, rongcloud, yunxin)")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/imbridge/imbridge/config"
+	"github.com/imbridge/imbridge/exporter"
 	"github.com/imbridge/imbridge/handler"
 	"github.com/imbridge/imbridge/metrics"
 	"github.com/imbridge/imbridge/pipeline"
@@ -92,6 +93,16 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("listening", "addr", ln.Addr().String())
 
+	schedCtx, stopSchedule := context.WithCancel(ctx)
+	defer stopSchedule()
+	scheduled := make(chan struct{})
+	go func() {
+		defer close(scheduled)
+		if cfg.Export.Schedule != "" {
+			scheduleExports(schedCtx, cfg.Config, p, m, logger)
+		}
+	}()
+
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down: no new requests; answering those in flight")
@@ -105,6 +116,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("http shutdown incomplete", "err", err)
 	}
+	stopSchedule() // a run going now fails, removes its files and is recorded as failed
+	<-scheduled
 	p.Close()
 	logger.Info("stopped", "spooled_not_loaded", p.Loader.Lag())
 	return nil
@@ -160,5 +173,31 @@ func servePprof(addr string, logger *slog.Logger) {
 	logger.Info("pprof listening", "addr", addr)
 	if err := http.ListenAndServe(addr, mux); err != nil {
 		logger.Error("pprof server", "err", err)
+	}
+}
+
+// scheduleExports runs the export.schedule cron job until ctx ends.
+func scheduleExports(ctx context.Context, cfg config.Config, p *pipeline.Pipeline, m *metrics.Metrics, logger *slog.Logger) {
+	ex := newExporter(cfg, p.Store)
+	logger.Info("export schedule on", "schedule", cfg.Export.Schedule, "dir", cfg.ExportDir())
+	err := exporter.Schedule(ctx, cfg.Export.Schedule, logger, func(ctx context.Context) {
+		start := time.Now()
+		man, err := ex.Run(ctx, exporter.Request{Trigger: "schedule", Before: cfg.Migration.Cutoff})
+		m.ExportDuration.Observe(time.Since(start).Seconds())
+		switch {
+		case errors.Is(err, exporter.ErrBusy):
+			m.ExportRuns.WithLabelValues("busy").Inc()
+			logger.Warn("scheduled export skipped", "err", err)
+		case err != nil:
+			m.ExportRuns.WithLabelValues("failed").Inc()
+			logger.Error("scheduled export failed", "err", err)
+		default:
+			m.ExportRuns.WithLabelValues("ok").Inc()
+			m.ExportLines.WithLabelValues("p2p").Add(float64(man.P2P))
+			m.ExportLines.WithLabelValues("team").Add(float64(man.Team))
+		}
+	})
+	if err != nil {
+		logger.Error("export schedule", "err", err)
 	}
 }

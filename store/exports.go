@@ -1,0 +1,227 @@
+package store
+
+import (
+	"context"
+	"strconv"
+	"time"
+)
+
+// ExportFilter selects the messages of a stock export: seq in (After, UpTo]
+// (the snapshot fixed when the run starts) and, when set, create_time in
+// [NotBefore, Before) (ms).
+type ExportFilter struct {
+	After, UpTo       uint64
+	NotBefore, Before int64
+}
+
+// rangeWhere is the range part of the filter.
+func (f ExportFilter) rangeWhere() (string, []any) {
+	q := "seq > ? AND seq <= ?"
+	args := []any{f.After, f.UpTo}
+	if f.NotBefore != 0 {
+		q += " AND create_time >= ?"
+		args = append(args, f.NotBefore)
+	}
+	if f.Before != 0 {
+		q += " AND create_time < ?"
+		args = append(args, f.Before)
+	}
+	return q, args
+}
+
+// notSuperseded keeps out a message that a later copy in the snapshot
+// replaces (a held message whose group got mapped, re-issued with the
+// mapping). Copies are few (re-issues), so the set stays small; it is used by
+// the counting queries, once per run.
+func (f ExportFilter) notSuperseded() string {
+	return "seq NOT IN (SELECT origin FROM messages WHERE origin != seq AND seq > " + strconv.FormatUint(f.After, 10) +
+		" AND seq <= " + strconv.FormatUint(f.UpTo, 10) + ")"
+}
+
+// ExportCounts are what an export run finds in its range.
+type ExportCounts struct {
+	Rows         uint64 // to be written (before same-identity duplicates are dropped)
+	Held         uint64 // team messages of unmapped groups (without a mapped copy): not written
+	Recalled     uint64 // recalled: not written
+	UnmappedURLs uint64 // of Rows, media messages whose URL has no mapping yet
+}
+
+// CountExport counts what f selects.
+func (s *Store) CountExport(ctx context.Context, f ExportFilter) (_ ExportCounts, err error) {
+	defer wrap(&err, "store.CountExport(%d, %d]", f.After, f.UpTo)
+	rng, args := f.rangeWhere()
+	q := `SELECT
+ countIf(held = 0 AND NOT recalled),
+ countIf(held = 1 AND NOT recalled AND live),
+ countIf(recalled),
+ countIf(held = 0 AND NOT recalled AND attach_url != '' AND attach_url NOT IN (SELECT old_url FROM url_map WHERE ` + committed + `))
+ FROM (SELECT held, attach_url, (source, recall_key) IN (SELECT source, recall_key FROM recalls) AS recalled,
+  ` + f.notSuperseded() + ` AS live FROM messages WHERE ` + rng + `)`
+	var c ExportCounts
+	err = retryRead(ctx, func() error {
+		return s.conn.QueryRow(ctx, q, args...).Scan(&c.Rows, &c.Held, &c.Recalled, &c.UnmappedURLs)
+	})
+	return c, err
+}
+
+// HeldGroup is a provider group whose messages are held for want of a team
+// mapping.
+type HeldGroup struct {
+	Source   string `json:"source"`
+	GroupID  string `json:"group_id"`
+	Messages uint64 `json:"messages"`
+}
+
+// HeldGroups lists up to limit groups with held messages in f's range, the
+// most held first, and how many groups there are in all.
+func (s *Store) HeldGroups(ctx context.Context, f ExportFilter, limit int) (_ []HeldGroup, total uint64, err error) {
+	defer wrap(&err, "store.HeldGroups")
+	rng, args := f.rangeWhere()
+	inner := "SELECT source, group_id, count() AS n FROM messages WHERE " + rng + " AND held = 1 AND " + NotRecalled +
+		" AND " + f.notSuperseded() + " GROUP BY source, group_id"
+	var out []HeldGroup
+	err = retryRead(ctx, func() error {
+		out = out[:0]
+		if err := s.conn.QueryRow(ctx, "SELECT toUInt64(count()) FROM ("+inner+")", args...).Scan(&total); err != nil {
+			return err
+		}
+		rows, err := s.conn.Query(ctx, inner+" ORDER BY n DESC, source, group_id LIMIT "+strconv.Itoa(limit), args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var g HeldGroup
+			if err := rows.Scan(&g.Source, &g.GroupID, &g.Messages); err != nil {
+				return err
+			}
+			out = append(out, g)
+		}
+		return rows.Err()
+	})
+	return out, total, err
+}
+
+// ExportWindow is how many seqs one export SELECT covers. Within a window
+// a Yunxin identity (msgid, from, to/tid, createTime) is written once, with
+// its latest stored line: a message re-issued with newer maps, or stored
+// twice because a callback and an import were further apart than the
+// de-duplication window. Further apart, the later line follows the earlier
+// one in the same file and Yunxin's overwrite rule (注1) keeps the later.
+const ExportWindow = 1 << 18
+
+// StreamExport calls fn with the scene, type and line of every message f
+// selects (not held, not recalled), in seq order, once per Yunxin identity
+// within each window of ExportWindow seqs. Memory stays constant on both
+// sides.
+func (s *Store) StreamExport(ctx context.Context, f ExportFilter, fn func(scene string, typ uint16, line string) error) (err error) {
+	defer wrap(&err, "store.StreamExport(%d, %d]", f.After, f.UpTo)
+	for lo := f.After; lo < f.UpTo; {
+		hi := min(f.UpTo, lo+ExportWindow)
+		w := f
+		w.After, w.UpTo = lo, hi
+		where, args := w.rangeWhere()
+		rows, err := s.conn.Query(ctx, "SELECT scene, type, line FROM (SELECT seq, scene, type, line FROM messages WHERE "+where+
+			" AND held = 0 AND "+NotRecalled+
+			" ORDER BY seq DESC LIMIT 1 BY scene, msgid, from_account, to_account, tid, group_id, create_time) ORDER BY seq", args...)
+		if err != nil {
+			return err
+		}
+		var scene, line string
+		var typ uint16
+		for rows.Next() {
+			if err := rows.Scan(&scene, &typ, &line); err != nil {
+				rows.Close()
+				return err
+			}
+			if err := fn(scene, typ, line); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		lo = hi
+	}
+	return nil
+}
+
+// ExportRun is one row of export_runs.
+type ExportRun struct {
+	RunID, Status, Trigger, Mode, Dir string
+	StartedAt, RecordedAt             time.Time
+	Final                             bool
+	BeforeMs, AfterMs                 int64
+	SeqFrom, SeqTo                    uint64
+	Files                             string // JSON array of file names
+	Lines, P2PLines, TeamLines, Bytes uint64
+	Held, Recalled, Duplicates        uint64
+	UnmappedURLs                      uint64
+	Error, Host                       string
+	PID                               uint32
+}
+
+// RecordExportRun appends a state of a run.
+func (s *Store) RecordExportRun(ctx context.Context, r ExportRun) (err error) {
+	defer wrap(&err, "store.RecordExportRun(%s, %s)", r.RunID, r.Status)
+	var final uint8
+	if r.Final {
+		final = 1
+	}
+	return s.insertRow(ctx, `INSERT INTO export_runs (run_id, status, trigger, mode, dir, started_at, recorded_at, final,
+ before_ms, after_ms, seq_from, seq_to, files, lines, p2p_lines, team_lines, bytes, held, recalled, duplicates,
+ unmapped_urls, error, host, pid)`,
+		r.RunID, r.Status, r.Trigger, r.Mode, r.Dir, r.StartedAt.UTC(), r.RecordedAt.UTC(), final,
+		r.BeforeMs, r.AfterMs, r.SeqFrom, r.SeqTo, r.Files, r.Lines, r.P2PLines, r.TeamLines, r.Bytes,
+		r.Held, r.Recalled, r.Duplicates, r.UnmappedURLs, r.Error, r.Host, r.PID)
+}
+
+// LastExport is the latest run that ended well: incremental runs start after
+// its seq_to. ok is false when no run has succeeded yet.
+func (s *Store) LastExport(ctx context.Context) (runID string, seqTo uint64, beforeMs, afterMs int64, ok bool, err error) {
+	defer wrap(&err, "store.LastExport")
+	err = retryRead(ctx, func() error {
+		rows, err := s.conn.Query(ctx, `SELECT run_id, seq_to, before_ms, after_ms FROM export_runs
+ WHERE status = 'ok' AND final = 1 ORDER BY seq_to DESC, recorded_at DESC LIMIT 1`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		ok = false
+		if rows.Next() {
+			ok = true
+			if err := rows.Scan(&runID, &seqTo, &beforeMs, &afterMs); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+	return
+}
+
+// UnfinishedExports are runs in dir whose only state is 'running'.
+func (s *Store) UnfinishedExports(ctx context.Context, dir string) (_ []ExportRun, err error) {
+	defer wrap(&err, "store.UnfinishedExports")
+	var out []ExportRun
+	err = retryRead(ctx, func() error {
+		out = out[:0]
+		rows, err := s.conn.Query(ctx, `SELECT run_id, trigger, mode, started_at, before_ms, after_ms, seq_from, seq_to, host, pid
+ FROM export_runs WHERE dir = ? GROUP BY run_id, trigger, mode, started_at, before_ms, after_ms, seq_from, seq_to, host, pid
+ HAVING max(final) = 0`, dir)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r := ExportRun{Dir: dir, Status: "running"}
+			if err := rows.Scan(&r.RunID, &r.Trigger, &r.Mode, &r.StartedAt, &r.BeforeMs, &r.AfterMs, &r.SeqFrom, &r.SeqTo, &r.Host, &r.PID); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
