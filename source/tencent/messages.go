@@ -56,7 +56,7 @@ func (d *decoder) c2cMessage() error {
 }
 
 // c2c maps one C2C message; callback says whether it came by callback (whose
-// failed sends and online-only messages are skipped).
+// failed sends are skipped).
 func (d *decoder) c2c(s *sendMsg, callback bool) error {
 	if err := require("From_Account", s.FromAccount, "To_Account", s.ToAccount, "MsgKey", s.MsgKey); err != nil {
 		return err
@@ -112,18 +112,15 @@ func (d *decoder) group(s *sendMsg, callback bool) error {
 }
 
 // skip counts callbacks that carry no message to keep: failed sends (the
-// callback fires on failures too) and online-only messages (typing
-// indicators and signalling: never stored by Tencent, not history).
+// callback fires on failures too). Online-only messages (OnlineOnlyFlag 1)
+// are kept: Tencent's own examples of ordinary text carry the flag, and a
+// typing indicator kept as a line is far cheaper than a message lost.
 func (d *decoder) skip(s *sendMsg) bool {
-	switch {
-	case s.SendMsgResult.set && s.SendMsgResult.v != 0:
+	if s.SendMsgResult.set && s.SendMsgResult.v != 0 {
 		d.b.Ignore("send_failed")
-	case s.OnlineOnlyFlag.set && s.OnlineOnlyFlag.v != 0:
-		d.b.Ignore("online_only")
-	default:
-		return false
+		return true
 	}
-	return true
+	return false
 }
 
 // groupOf is the group a message belongs to: a community topic (whose MsgSeq

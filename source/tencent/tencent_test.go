@@ -240,7 +240,6 @@ func TestRecalls(t *testing.T) {
 func TestIgnored(t *testing.T) {
 	for _, tc := range []struct{ reason, body string }{
 		{"send_failed", `{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"a","To_Account":"b","MsgTime":1700000000,"MsgKey":"k","SendMsgResult":80001,"ErrorInfo":"dirty word","UnreadMsgNum":-1,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"x"}}]}`},
-		{"online_only", `{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"a","To_Account":"b","MsgTime":1700000000,"MsgKey":"k","OnlineOnlyFlag":1,"MsgBody":[{"MsgType":"TIMCustomElem","MsgContent":{"Data":"{\"typing\":1}"}}]}`},
 		{"avchatroom", `{"CallbackCommand":"Group.CallbackAfterSendMsg","GroupId":"@TGS#aLIVE","Type":"AVChatRoom","From_Account":"a","MsgSeq":1,"MsgTime":1700000000,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"x"}}]}`},
 		{"avchatroom", `{"CallbackCommand":"Group.CallbackAfterNewMemberJoin","GroupId":"@TGS#aLIVE","Type":"AVChatRoom","NewMemberList":[{"Member_Account":"x"}]}`},
 		{"avchatroom", `{"CallbackCommand":"Group.CallbackAfterRecallMsg","GroupId":"@TGS#aLIVE","Type":"AVChatRoom","MsgSeqList":[{"MsgSeq":1}]}`},
