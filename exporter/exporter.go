@@ -27,7 +27,7 @@ type Store interface {
 	MaxSeq(ctx context.Context) (uint64, error)
 	CountExport(ctx context.Context, f store.ExportFilter) (store.ExportCounts, error)
 	HeldGroups(ctx context.Context, f store.ExportFilter, limit int) ([]store.HeldGroup, uint64, error)
-	StreamExport(ctx context.Context, f store.ExportFilter, fn func(scene string, typ uint16, line string) error) error
+	StreamExport(ctx context.Context, f store.ExportFilter, fn func(scene string, typ uint16, line string) error) (dups uint64, err error)
 	RecordExportRun(ctx context.Context, r store.ExportRun) error
 	LastExport(ctx context.Context) (runID string, seqTo uint64, beforeMs, afterMs int64, ok bool, err error)
 	UnfinishedExports(ctx context.Context, dir string) ([]store.ExportRun, error)
@@ -262,7 +262,7 @@ func (e *Exporter) write(ctx context.Context, f store.ExportFilter, m *Manifest,
 		defer progress.Finish()
 	}
 	pending := 0
-	err = e.st.StreamExport(ctx, f, func(scene string, typ uint16, line string) error {
+	m.Duplicates, err = e.st.StreamExport(ctx, f, func(scene string, typ uint16, line string) error {
 		s := scenes[scene]
 		if s == nil {
 			return fmt.Errorf("stored message with scene %q", scene)
@@ -301,9 +301,6 @@ func (e *Exporter) write(ctx context.Context, f store.ExportFilter, m *Manifest,
 	}
 	if m.Files == nil {
 		m.Files = []File{}
-	}
-	if counts.Rows > m.Lines {
-		m.Duplicates = counts.Rows - m.Lines
 	}
 	m.FinishedAt = e.now().UTC()
 	if err := writeManifest(partial, m); err != nil {

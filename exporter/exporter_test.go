@@ -244,12 +244,12 @@ func TestExportWritesEveryStockLineOnceAndTheManifestSaysWhatItLeftOut(t *testin
 	dir := t.TempDir()
 	m := run(t, r.st, exporter.Options{Dir: dir}, exporter.Request{})
 	files := readRun(t, dir, m)
-	// t-1 was stored twice: written once, where its latest copy is.
-	p2p, team := expectedLines(t, r.st, append(stock[1:], stock[0])...)
+	// t-1 was stored twice: written once, where it came first.
+	p2p, team := expectedLines(t, r.st, stock...)
 	if !reflect.DeepEqual(files["p2p.txt"], p2p) || !reflect.DeepEqual(files["team.txt"], team) {
 		t.Fatalf("export wrote\n p2p %q\n team %q\nwant\n p2p %q\n team %q", files["p2p.txt"], files["team.txt"], p2p, team)
 	}
-	if !strings.Contains(files["p2p.txt"][0], `https://nim/mapped.jpg`) || !strings.Contains(files["team.txt"][0], `"tid":4100`) {
+	if !strings.Contains(files["p2p.txt"][1], `https://nim/mapped.jpg`) || !strings.Contains(files["team.txt"][0], `"tid":4100`) {
 		t.Fatalf("maps not applied: %q %q", files["p2p.txt"][1], files["team.txt"][0])
 	}
 	if m.Mode != "full" || m.Held.Messages != 1 || m.Held.GroupsTotal != 1 || m.Held.Groups[0].GroupID != "g-unmapped" ||
@@ -279,10 +279,19 @@ func TestExportWritesEveryStockLineOnceAndTheManifestSaysWhatItLeftOut(t *testin
 		t.Fatalf("incremental run %+v wrote %v; want p2p %q team %q after run %s", m2, files, p2p, team, m.RunID)
 	}
 
-	// A full run is one flag away.
+	// A full run is one flag away. A URL mapped meanwhile re-issued its
+	// image: only the copy, with the new URL, is written.
+	last := r.sp.LastSeq()
+	if _, err := r.st.PutURLMappings(ctx, []store.URLMapping{{Old: "https://old/unmapped.jpg", New: "https://nim/late.jpg"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the image re-issued", func() bool { return r.sp.LastSeq() > last })
+	r.settle(t)
 	m3 := run(t, r.st, exporter.Options{Dir: dir}, exporter.Request{Full: true})
-	if m3.Mode != "full" || m3.SeqFrom != 0 || m3.Lines != 7 {
-		t.Errorf("full run: %+v, want all 7 stock lines", m3)
+	p2pAll := strings.Join(readRun(t, dir, m3)["p2p.txt"], "\n")
+	if m3.Mode != "full" || m3.SeqFrom != 0 || m3.Lines != 7 || m3.UnmappedURLs != 0 ||
+		strings.Contains(p2pAll, "old/unmapped.jpg") || strings.Count(p2pAll, "nim/late.jpg") != 1 {
+		t.Errorf("full run: %+v\n%s\nwant all 7 stock lines, the re-issued image once with its new URL", m3, p2pAll)
 	}
 }
 
@@ -323,7 +332,7 @@ type failingStore struct {
 	after int
 }
 
-func (f *failingStore) StreamExport(ctx context.Context, flt store.ExportFilter, fn func(string, uint16, string) error) error {
+func (f *failingStore) StreamExport(ctx context.Context, flt store.ExportFilter, fn func(string, uint16, string) error) (uint64, error) {
 	n := 0
 	return f.Store.StreamExport(ctx, flt, func(scene string, typ uint16, line string) error {
 		if n++; n > f.after {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -29,18 +30,18 @@ func (f ExportFilter) rangeWhere() (string, []any) {
 	return q, args
 }
 
-// notSuperseded keeps out a message that a later copy in the snapshot
-// replaces (a held message whose group got mapped, re-issued with the
-// mapping). Copies are few (re-issues), so the set stays small; it is used by
-// the counting queries, once per run.
-func (f ExportFilter) notSuperseded() string {
-	return "seq NOT IN (SELECT origin FROM messages WHERE origin != seq AND seq > " + strconv.FormatUint(f.After, 10) +
-		" AND seq <= " + strconv.FormatUint(f.UpTo, 10) + ")"
+// notSuperseded keeps out an original that a re-issued copy stored at most
+// at snapshot replaces (rendered again with newer maps: a held message whose
+// group got mapped, a media URL that got mapped). The reissues view is
+// ordered by origin, so this reads only the copies of f's range.
+func (f ExportFilter) notSuperseded(snapshot uint64) string {
+	return "seq NOT IN (SELECT origin FROM reissues WHERE origin > " + strconv.FormatUint(f.After, 10) +
+		" AND origin <= " + strconv.FormatUint(f.UpTo, 10) + " AND seq <= " + strconv.FormatUint(snapshot, 10) + ")"
 }
 
 // ExportCounts are what an export run finds in its range.
 type ExportCounts struct {
-	Rows         uint64 // to be written (before same-identity duplicates are dropped)
+	Rows         uint64 // to be written (before same-identity duplicates are dropped); superseded originals are not counted
 	Held         uint64 // team messages of unmapped groups (without a mapped copy): not written
 	Recalled     uint64 // recalled: not written
 	UnmappedURLs uint64 // of Rows, media messages whose URL has no mapping yet
@@ -51,12 +52,12 @@ func (s *Store) CountExport(ctx context.Context, f ExportFilter) (_ ExportCounts
 	defer wrap(&err, "store.CountExport(%d, %d]", f.After, f.UpTo)
 	rng, args := f.rangeWhere()
 	q := `SELECT
- countIf(held = 0 AND NOT recalled),
+ countIf(held = 0 AND NOT recalled AND live),
  countIf(held = 1 AND NOT recalled AND live),
- countIf(recalled),
- countIf(held = 0 AND NOT recalled AND attach_url != '' AND attach_url NOT IN (SELECT old_url FROM url_map WHERE ` + committed + `))
+ countIf(recalled AND live),
+ countIf(held = 0 AND NOT recalled AND live AND attach_url != '' AND attach_url NOT IN (SELECT old_url FROM url_map WHERE ` + committed + `))
  FROM (SELECT held, attach_url, (source, recall_key) IN (SELECT source, recall_key FROM recalls) AS recalled,
-  ` + f.notSuperseded() + ` AS live FROM messages WHERE ` + rng + `)`
+  ` + f.notSuperseded(f.UpTo) + ` AS live FROM messages WHERE ` + rng + `)`
 	var c ExportCounts
 	err = retryRead(ctx, func() error {
 		return s.conn.QueryRow(ctx, q, args...).Scan(&c.Rows, &c.Held, &c.Recalled, &c.UnmappedURLs)
@@ -78,7 +79,7 @@ func (s *Store) HeldGroups(ctx context.Context, f ExportFilter, limit int) (_ []
 	defer wrap(&err, "store.HeldGroups")
 	rng, args := f.rangeWhere()
 	inner := "SELECT source, group_id, count() AS n FROM messages WHERE " + rng + " AND held = 1 AND " + NotRecalled +
-		" AND " + f.notSuperseded() + " GROUP BY source, group_id"
+		" AND " + f.notSuperseded(f.UpTo) + " GROUP BY source, group_id"
 	var out []HeldGroup
 	err = retryRead(ctx, func() error {
 		out = out[:0]
@@ -102,50 +103,130 @@ func (s *Store) HeldGroups(ctx context.Context, f ExportFilter, limit int) (_ []
 	return out, total, err
 }
 
-// ExportWindow is how many seqs one export SELECT covers. Within a window
-// a Yunxin identity (msgid, from, to/tid, createTime) is written once, with
-// its latest stored line: a message re-issued with newer maps, or stored
+// ExportWindow is how many seqs one export SELECT covers. An original
+// that a re-issued copy in the snapshot replaces is left out (the copy is
+// written instead). Within a window a Yunxin identity (msgid, from,
+// to/tid, createTime) of an original is written once: a message stored
 // twice because a callback and an import were further apart than the
-// de-duplication window. Further apart, the later line follows the earlier
-// one in the same file and Yunxin's overwrite rule (注1) keeps the later.
+// de-duplication window. Further apart, the second line repeats the first
+// and Yunxin's overwrite rule (注1) makes it a no-op.
 const ExportWindow = 1 << 18
 
 // StreamExport calls fn with the scene, type and line of every message f
-// selects (not held, not recalled), in seq order, once per Yunxin identity
-// within each window of ExportWindow seqs. Memory stays constant on both
-// sides.
-func (s *Store) StreamExport(ctx context.Context, f ExportFilter, fn func(scene string, typ uint16, line string) error) (err error) {
+// selects (not held, not recalled, not superseded by a re-issued copy), in
+// seq order, once per Yunxin identity within each window of ExportWindow
+// seqs. It returns how many same-identity duplicates it left out. Memory stays constant on both
+// sides: one window is read while the server prepares the next (at most two
+// windows in flight, a few small batches buffered), so the server's sort of
+// a window overlaps the writing of the one before.
+func (s *Store) StreamExport(ctx context.Context, f ExportFilter, fn func(scene string, typ uint16, line string) error) (dups uint64, err error) {
 	defer wrap(&err, "store.StreamExport(%d, %d]", f.After, f.UpTo)
-	for lo := f.After; lo < f.UpTo; {
-		hi := min(f.UpTo, lo+ExportWindow)
-		w := f
-		w.After, w.UpTo = lo, hi
-		where, args := w.rangeWhere()
-		rows, err := s.conn.Query(ctx, "SELECT scene, type, line FROM (SELECT seq, scene, type, line FROM messages WHERE "+where+
-			" AND held = 0 AND "+NotRecalled+
-			" ORDER BY seq DESC LIMIT 1 BY scene, msgid, from_account, to_account, tid, group_id, create_time) ORDER BY seq", args...)
-		if err != nil {
-			return err
-		}
-		var scene, line string
-		var typ uint16
-		for rows.Next() {
-			if err := rows.Scan(&scene, &typ, &line); err != nil {
-				rows.Close()
-				return err
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	windows := make(chan *exportWindow, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(windows)
+		for lo := f.After; lo < f.UpTo; {
+			hi := min(f.UpTo, lo+ExportWindow)
+			w := &exportWindow{batches: make(chan []exportRow, 4)}
+			select {
+			case windows <- w:
+			case <-ctx.Done():
+				return
 			}
-			if err := fn(scene, typ, line); err != nil {
-				rows.Close()
-				return err
+			wf := f
+			wf.After, wf.UpTo = lo, hi
+			wg.Add(1)
+			go func() { defer wg.Done(); s.fetchExportWindow(ctx, wf, f.UpTo, w) }()
+			lo = hi
+		}
+	}()
+	seen := make(map[uint64]struct{}, ExportWindow/4)
+	for w := range windows {
+		clear(seen)
+		for batch := range w.batches {
+			for i := range batch {
+				r := &batch[i]
+				if !r.copy { // a copy is the newer rendering: always written
+					if _, dup := seen[r.identity]; dup {
+						dups++
+						continue
+					}
+					seen[r.identity] = struct{}{}
+				}
+				if err := fn(r.scene, r.typ, r.line); err != nil {
+					return dups, err
+				}
 			}
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
+		if w.err != nil {
+			return dups, w.err
 		}
-		lo = hi
 	}
-	return nil
+	return dups, ctx.Err()
+}
+
+type exportRow struct {
+	identity uint64 // hash of the Yunxin identity
+	copy     bool   // a re-issued copy
+	scene    string
+	typ      uint16
+	line     string
+}
+
+// exportWindow is one window's rows on their way, in batches; err is set
+// before batches is closed.
+type exportWindow struct {
+	batches chan []exportRow
+	err     error
+}
+
+const exportBatchRows = 4096
+
+func (s *Store) fetchExportWindow(ctx context.Context, f ExportFilter, snapshot uint64, w *exportWindow) {
+	defer close(w.batches)
+	where, args := f.rangeWhere()
+	rows, err := s.conn.Query(ctx, "SELECT cityHash64(scene, msgid, from_account, to_account, tid, group_id, create_time), origin != seq, scene, type, line"+
+		" FROM messages WHERE "+where+" AND held = 0 AND "+NotRecalled+" AND "+f.notSuperseded(snapshot)+" ORDER BY seq", args...)
+	if err != nil {
+		w.err = err
+		return
+	}
+	defer rows.Close()
+	batch := make([]exportRow, 0, exportBatchRows)
+	send := func() bool {
+		select {
+		case w.batches <- batch:
+			batch = make([]exportRow, 0, exportBatchRows)
+			return true
+		case <-ctx.Done():
+			w.err = ctx.Err()
+			return false
+		}
+	}
+	for rows.Next() {
+		var r exportRow
+		var copied uint8
+		if err := rows.Scan(&r.identity, &copied, &r.scene, &r.typ, &r.line); err != nil {
+			w.err = err
+			return
+		}
+		r.copy = copied == 1
+		if batch = append(batch, r); len(batch) == exportBatchRows && !send() {
+			return
+		}
+	}
+	if err := rows.Err(); err != nil {
+		w.err = err
+		return
+	}
+	if len(batch) > 0 {
+		send()
+	}
 }
 
 // ExportRun is one row of export_runs.

@@ -51,6 +51,7 @@ func run() error {
 	dur := flag.Duration("d", 10*time.Second, "duration of each ingest measurement")
 	pullN := flag.Int("pull", 1000000, "messages for the pull measurement (0 skips it)")
 	bulkN := flag.Int("bulk", 0, "before the pull measurement, ingest this many more messages in NDJSON batches of 1000 from 4 clients (memory: e.g. 10000000, all within the de-duplication window)")
+	exportBenchOn := flag.Bool("export", true, "after the pull measurement, time `imbridge export --full` of everything stored beside serve against clickhouse-client writing the same rows' line column to a file")
 	noop := flag.String("serve-noop", "", "internal: serve a do-nothing gin handler on this address")
 	flag.Func("env", "extra `KEY=VALUE` for the imbridge processes only (repeatable), e.g. GOGC=200", func(v string) error {
 		if !strings.Contains(v, "=") {
@@ -123,7 +124,12 @@ func run() error {
 			}
 		}
 		if *pullN > 0 {
-			return pullBench(base, dataDir, imb.Process.Pid, *pullN, &next)
+			if err := pullBench(base, dataDir, imb.Process.Pid, *pullN, &next); err != nil {
+				return err
+			}
+			if *exportBenchOn {
+				return exportBench(binary, dataDir, work)
+			}
 		}
 	}
 	return nil
@@ -172,10 +178,7 @@ func waitHTTP(url string, within time.Duration) error {
 func startImbridge(binary, dataDir string) (*exec.Cmd, string, error) {
 	addr := freeAddr()
 	cmd := exec.Command(binary, "serve")
-	cmd.Env = append(os.Environ(), "IMBRIDGE_LISTEN="+addr, "IMBRIDGE_DATA_DIR="+dataDir,
-		"IMBRIDGE_CLICKHOUSE_DSN=", "IMBRIDGE_PULL_TOKEN="+pullToken,
-		"IMBRIDGE_SOURCES_NATIVE_TOKEN="+nativeToken, "IMBRIDGE_LOG_LEVEL=warn")
-	cmd.Env = append(cmd.Env, imbridgeEnv...)
+	cmd.Env = envFor(addr, dataDir)
 	if p := os.Getenv("IMBRIDGE_LOAD_PPROF"); p != "" {
 		cmd.Env = append(cmd.Env, "IMBRIDGE_DEBUG_PPROF_LISTEN="+p)
 	}
@@ -189,6 +192,14 @@ func startImbridge(binary, dataDir string) (*exec.Cmd, string, error) {
 		return nil, "", err
 	}
 	return cmd, base, nil
+}
+
+// envFor is the environment of the imbridge processes of one data_dir.
+func envFor(addr, dataDir string) []string {
+	env := append(os.Environ(), "IMBRIDGE_LISTEN="+addr, "IMBRIDGE_DATA_DIR="+dataDir,
+		"IMBRIDGE_CLICKHOUSE_DSN=", "IMBRIDGE_PULL_TOKEN="+pullToken,
+		"IMBRIDGE_SOURCES_NATIVE_TOKEN="+nativeToken, "IMBRIDGE_LOG_LEVEL=warn")
+	return append(env, imbridgeEnv...)
 }
 
 func line(id int64) string {
@@ -553,4 +564,71 @@ func statusKB(pid int, key string) int64 {
 		}
 	}
 	return 0
+}
+
+// exportBench times `imbridge export --full` (a separate process, beside the
+// running serve, so it attaches to serve's managed ClickHouse) against
+// clickhouse-client writing the line column of the same rows to a file,
+// three times each, alternating; the medians count. The export's peak RSS
+// is its rusage maxrss.
+func exportBench(binary, dataDir, work string) error {
+	port, err := managedPort(dataDir)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nexport: imbridge export --full vs clickhouse-client SELECT line … > file\n")
+	query := "SELECT line FROM imbridge.messages WHERE held = 0 ORDER BY seq FORMAT TSVRaw"
+	var imbTimes, chTimes []time.Duration
+	var lines uint64
+	var peakKB int64
+	for i := 0; i < 3; i++ {
+		out := filepath.Join(work, fmt.Sprintf("export-%d", i))
+		cmd := exec.Command(binary, "export", "--full", "--out", out)
+		cmd.Env = envFor(freeAddr(), dataDir)
+		cmd.Stderr = os.Stderr
+		t0 := time.Now()
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("imbridge export: %w", err)
+		}
+		imbTimes = append(imbTimes, time.Since(t0))
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			peakKB = max(peakKB, ru.Maxrss)
+		}
+		manifests, _ := filepath.Glob(filepath.Join(out, "*", "manifest.json"))
+		if len(manifests) != 1 {
+			return fmt.Errorf("export wrote %d manifests", len(manifests))
+		}
+		raw, _ := os.ReadFile(manifests[0])
+		var m struct {
+			Lines uint64 `json:"lines"`
+		}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return err
+		}
+		lines = m.Lines
+		_ = os.RemoveAll(out)
+
+		file := filepath.Join(work, "clickhouse-client.txt")
+		fh, err := os.Create(file)
+		if err != nil {
+			return err
+		}
+		ch := exec.Command("clickhouse-client", "--port", port, "-q", query)
+		ch.Stdout = fh
+		t0 = time.Now()
+		err = ch.Run()
+		fh.Sync()
+		chTimes = append(chTimes, time.Since(t0))
+		fh.Close()
+		_ = os.Remove(file)
+		if err != nil {
+			return fmt.Errorf("clickhouse-client: %w", err)
+		}
+	}
+	imbRate := float64(lines) / median(imbTimes).Seconds()
+	chRate := float64(lines) / median(chTimes).Seconds()
+	fmt.Printf("%-34s %10d %12.0f  (median of %v; peak RSS %d MiB)\n", "imbridge export --full", lines, imbRate, roundAll(imbTimes), peakKB>>10)
+	fmt.Printf("%-34s %10d %12.0f  (median of %v)\n", "clickhouse-client line > file", lines, chRate, roundAll(chTimes))
+	fmt.Printf("ratio: %.0f%% of clickhouse-client\n", 100*imbRate/chRate)
+	return nil
 }
