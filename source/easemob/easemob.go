@@ -2,7 +2,7 @@
 // /v1/callbacks/easemob): post-send ("发送后回调") message callbacks of
 // one-to-one and group chats, recalls, and group operation events, verified
 // with the callback rule's secret (security = md5hex(callId + secret +
-// timestamp)). The complete mapping is in MAPPING.md beside this file.
+// timestamp)). The complete mapping is in the README's appendix (provider mappings).
 //
 // Besides the http-facing Source, the package exports the pure decoders the
 // importer shares: Verify (signature and freshness of one callback body),

@@ -16,7 +16,7 @@ type groupOp struct {
 }
 
 // decodeGroupOp maps a group operation event to team notifications 101–110
-// (see MAPPING.md for the table). Operations and payload types are checked
+// (see the README appendix for the table). Operations and payload types are checked
 // strictly, as Easemob asks: anything not in the table is ignored and
 // counted, never guessed.
 func decodeGroupOp(o obj) (source.Batch, error) {

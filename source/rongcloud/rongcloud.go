@@ -1,7 +1,7 @@
 // Package rongcloud is the RongCloud (融云) 全量消息路由 callback source: POST
 // /v1/callbacks/rongcloud, an application/x-www-form-urlencoded body signed
 // in the query string (nonce, signTimestamp, signature; or the older
-// rc-nonce, rc-timestamp, rc-signature). MAPPING.md beside this file is the
+// rc-nonce, rc-timestamp, rc-signature). the README's appendix (provider mappings) is the
 // complete mapping to Yunxin lines and the reasoning behind each decision.
 //
 // The decoding is pure: Decode takes a callback body and DecodeHistoryRecord

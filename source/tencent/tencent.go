@@ -2,7 +2,7 @@
 // /v1/callbacks/tencent: after-send C2C and group messages, group member and
 // group info events, and recalls, authenticated by Sign = sha256hex(token +
 // RequestTime) in the query, answered in Tencent's own
-// {"ActionStatus","ErrorCode","ErrorInfo"} shape. MAPPING.md beside this file
+// {"ActionStatus","ErrorCode","ErrorInfo"} shape. the README's appendix (provider mappings)
 // is the complete mapping to Yunxin lines.
 package tencent
 

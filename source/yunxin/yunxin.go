@@ -3,7 +3,7 @@
 // which serves them to the destination Yunxin app (a Yunxin → Yunxin
 // migration). Requests are signed over the body: header MD5 = md5hex(body),
 // CheckSum = sha1hex(AppSecret + MD5 + CurTime). The mapping to Yunxin lines
-// is documented in MAPPING.md beside this file.
+// is documented in the README's appendix (provider mappings).
 package yunxin
 
 import (
