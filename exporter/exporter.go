@@ -25,6 +25,7 @@ import (
 // Store is what an export reads and records.
 type Store interface {
 	MaxSeq(ctx context.Context) (uint64, error)
+	CountSeqs(ctx context.Context, after, upTo uint64) (uint64, error)
 	CountExport(ctx context.Context, f store.ExportFilter) (store.ExportCounts, error)
 	HeldGroups(ctx context.Context, f store.ExportFilter, limit int) ([]store.HeldGroup, uint64, error)
 	StreamExport(ctx context.Context, f store.ExportFilter, fn func(scene string, typ uint16, line string) error) (dups uint64, err error)
@@ -166,6 +167,9 @@ func (e *Exporter) Run(ctx context.Context, req Request) (_ *Manifest, err error
 			f.After, m.Mode, m.PreviousRun = min(seqTo, f.UpTo), "incremental", prev
 		}
 	}
+	if f.UpTo, err = e.completeUpTo(ctx, f.After, f.UpTo); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
 	m.SeqFrom, m.SeqTo = f.After, f.UpTo
 
 	run := store.ExportRun{RunID: runID, Status: "running", Trigger: req.Trigger, Mode: m.Mode, Dir: dir,
@@ -226,6 +230,39 @@ func (e *Exporter) Run(ctx context.Context, req Request) (_ *Manifest, err error
 			"held", m.Held.Messages, "groups", m.Held.GroupsTotal, "first_groups", strings.Join(groups, ","))
 	}
 	return m, nil
+}
+
+// completeUpTo is the snapshot's end: the highest seq at most upTo below
+// which every seq after after is stored. max(seq) alone is not enough: the
+// loader's INSERT that spans two partitions becomes visible one part at a
+// time, and a seq that appeared later below a run's end would never be
+// taken by an incremental run. Seqs are dense (messages and recalls), so a
+// range is complete when its count matches; otherwise a binary search over
+// range counts finds the complete prefix, and the next run takes the rest.
+func (e *Exporter) completeUpTo(ctx context.Context, after, upTo uint64) (uint64, error) {
+	if upTo <= after {
+		return after, nil
+	}
+	n, err := e.st.CountSeqs(ctx, after, upTo)
+	if err != nil || n >= upTo-after {
+		return upTo, err
+	}
+	lo, hi := after, upTo // complete up to lo, not up to hi
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		c, err := e.st.CountSeqs(ctx, after, mid)
+		if err != nil {
+			return 0, err
+		}
+		if c >= mid-after {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	e.logger.Info("export snapshot ends below the highest stored seq: seqs under it are still being written; the next run takes them",
+		"stored_max", upTo, "snapshot_end", lo)
+	return lo, nil
 }
 
 // write fills the partial folder: the scene files, then manifest.json.

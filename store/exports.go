@@ -306,3 +306,17 @@ func (s *Store) UnfinishedExports(ctx context.Context, dir string) (_ []ExportRu
 	})
 	return out, err
 }
+
+// CountSeqs counts the stored seqs (messages and recalls) in (after, upTo].
+// Seqs are dense, so the range is complete when the count is upTo - after.
+func (s *Store) CountSeqs(ctx context.Context, after, upTo uint64) (_ uint64, err error) {
+	defer wrap(&err, "store.CountSeqs(%d, %d]", after, upTo)
+	var m, r uint64
+	err = retryRead(ctx, func() error {
+		if err := s.conn.QueryRow(ctx, "SELECT count() FROM messages WHERE seq > ? AND seq <= ?", after, upTo).Scan(&m); err != nil {
+			return err
+		}
+		return s.conn.QueryRow(ctx, "SELECT count() FROM recalls WHERE seq > ? AND seq <= ?", after, upTo).Scan(&r)
+	})
+	return m + r, err
+}

@@ -75,7 +75,10 @@ const messageColumns = `seq, origin, source, source_msg_id, recall_key, scene, t
  tid, group_id, accid2, tinfo, create_time, client_type, body, attach, attach_url, ext, line, held, render_version, received_at`
 
 // InsertMessages writes rows in one INSERT (one block). Callers keep batches
-// well under max_insert_block_size so the block is written atomically.
+// well under max_insert_block_size. A block whose rows fall into several
+// partitions (months of received_at) becomes visible one part at a time:
+// readers that need a complete prefix of seqs count it (see CountSeqs); the
+// pull uses the loader's watermark.
 func (s *Store) InsertMessages(ctx context.Context, rows []Message) (err error) {
 	if len(rows) == 0 {
 		return nil
