@@ -114,7 +114,12 @@ type Message struct {
 	To         string // p2p "to"
 	TID        int64  // team "tid" (0 when GroupID is set: the team map decides it)
 	CreateTime int64  // epoch milliseconds
-	ClientType ClientType
+	// CreateTimeIsReceipt: the provider's event carries no time (some
+	// Tencent group events), so CreateTime is when imbridge received it. A
+	// retry then has another CreateTime: such a message is de-duplicated on
+	// its source id alone (its Identity has CreateTime 0).
+	CreateTimeIsReceipt bool
+	ClientType          ClientType
 
 	Body   string     // type 0
 	Attach Attachment // types 1, 2, 3, 4, 6, 100

@@ -48,7 +48,11 @@ type Identity struct {
 
 // Identity returns m's identity.
 func (m *Message) Identity() Identity {
-	return Identity{Scene: m.Scene, MsgID: m.MsgID, From: m.From, To: m.To, TID: m.TID, GroupID: m.GroupID, CreateTime: m.CreateTime}
+	id := Identity{Scene: m.Scene, MsgID: m.MsgID, From: m.From, To: m.To, TID: m.TID, GroupID: m.GroupID, CreateTime: m.CreateTime}
+	if m.CreateTimeIsReceipt {
+		id.CreateTime = 0 // a retry arrives at another time: the source id decides
+	}
+	return id
 }
 
 // DedupKey is the 128-bit key under which a source's message is remembered

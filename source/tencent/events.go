@@ -17,7 +17,8 @@ func (d *decoder) notification(t message.Type, kind, group string, at flexInt, f
 		id += ":" + who
 	}
 	return message.Message{Source: Name, SourceID: id, MsgID: message.MsgID(Name, id), Scene: message.Team, Type: t,
-		From: from, Accid2: accid2, GroupID: group, CreateTime: d.eventTime(at), ClientType: d.client}
+		From: from, Accid2: accid2, GroupID: group, CreateTime: d.eventTime(at), CreateTimeIsReceipt: !at.set || at.v == 0,
+		ClientType: d.client}
 }
 
 // memberJoin: Group.CallbackAfterNewMemberJoin → 101 per member, accid = the
