@@ -52,34 +52,11 @@ func emPost(t *testing.T, base, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", base+"/v1/callbacks/easemob", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("post: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return send(t, req)
 }
 
 // emLines is every line served from cursor 0, to a puller of its own.
-func emLines(t *testing.T, base string) map[string]int {
-	t.Helper()
-	out := map[string]int{}
-	var cursor int64
-	for {
-		r := pull(t, base, "easemob-e2e", cursor, 5000)
-		if r.status != 200 {
-			t.Fatalf("pull status %d", r.status)
-		}
-		for _, l := range r.lines {
-			out[string(l)]++
-		}
-		cursor = int64(r.cursor)
-		if !r.more {
-			return out
-		}
-	}
-}
+func emLines(t *testing.T, base string) map[string]int { return servedLines(t, base, "easemob-e2e") }
 
 func emTeamMap(t *testing.T, base, group string, tid int64) {
 	t.Helper()

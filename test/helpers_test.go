@@ -440,3 +440,36 @@ func expectNoneRefused(tb testing.TB, refused *sync.Map) {
 		return true
 	})
 }
+
+// servedLines is every line served from cursor 0 to puller (a puller of the
+// test's own, so stored cursors do not matter), with how often each came.
+func servedLines(t *testing.T, base, puller string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	var cursor int64
+	for {
+		r := pull(t, base, puller, cursor, 5000)
+		if r.status != 200 {
+			t.Fatalf("pull status %d", r.status)
+		}
+		for _, l := range r.lines {
+			out[string(l)]++
+		}
+		cursor = int64(r.cursor)
+		if !r.more {
+			return out
+		}
+	}
+}
+
+// send does req and returns the status and body.
+func send(t *testing.T, req *http.Request) (int, string) {
+	t.Helper()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("post: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}

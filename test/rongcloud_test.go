@@ -4,7 +4,6 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -28,13 +27,7 @@ func rcPost(t *testing.T, base, secret string, at time.Time, body string) (int, 
 	req, _ := http.NewRequest("POST", base+"/v1/callbacks/rongcloud?"+q.Encode(), strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("User-Agent", "RongCloud/1.0")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("post: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return send(t, req)
 }
 
 // rcForm is a routed message's form body, fields in the documented order.
@@ -55,24 +48,7 @@ func rcForm(uid, channel, from, to, objectName, content, platform string, ts int
 }
 
 // rcLines pulls every line served from cursor 0 with a puller of its own.
-func rcLines(t *testing.T, base string) map[string]int {
-	t.Helper()
-	out := map[string]int{}
-	var cursor int64
-	for {
-		r := pull(t, base, "rongcloud-e2e", cursor, 5000)
-		if r.status != 200 {
-			t.Fatalf("pull status %d", r.status)
-		}
-		for _, l := range r.lines {
-			out[string(l)]++
-		}
-		cursor = int64(r.cursor)
-		if !r.more {
-			return out
-		}
-	}
-}
+func rcLines(t *testing.T, base string) map[string]int { return servedLines(t, base, "rongcloud-e2e") }
 
 func rcID(uid string) string { return strconv.FormatInt(message.MsgID("rongcloud", uid), 10) }
 

@@ -40,34 +40,11 @@ func tcPost(t *testing.T, base, token, appID, cmd, platform string, at time.Time
 	}
 	req, _ := http.NewRequest("POST", base+"/v1/callbacks/tencent?"+q.Encode(), strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("post: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return send(t, req)
 }
 
 // tcLines is every line served from cursor 0, to a puller of its own.
-func tcLines(t *testing.T, base string) map[string]int {
-	t.Helper()
-	out := map[string]int{}
-	var cursor int64
-	for {
-		r := pull(t, base, "tencent-e2e", cursor, 5000)
-		if r.status != 200 {
-			t.Fatalf("pull status %d", r.status)
-		}
-		for _, l := range r.lines {
-			out[string(l)]++
-		}
-		cursor = int64(r.cursor)
-		if !r.more {
-			return out
-		}
-	}
-}
+func tcLines(t *testing.T, base string) map[string]int { return servedLines(t, base, "tencent-e2e") }
 
 func tcTeamMap(t *testing.T, base string) {
 	t.Helper()

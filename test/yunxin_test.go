@@ -5,7 +5,6 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -37,35 +36,12 @@ func postYunxin(t *testing.T, base, secret string, body, signedBody []byte, curT
 	req.Header.Set("CurTime", cur)
 	req.Header.Set("MD5", md5hex)
 	req.Header.Set("CheckSum", hex.EncodeToString(c[:]))
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("post: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return send(t, req)
 }
 
 // allLines pulls everything served from cursor 0 (a puller of the test's
 // own, so the stored cursors do not matter).
-func allLines(t *testing.T, base string) map[string]int {
-	t.Helper()
-	out := map[string]int{}
-	var cursor int64
-	for {
-		r := pull(t, base, "yunxin-e2e", cursor, 5000)
-		if r.status != 200 {
-			t.Fatalf("pull status %d", r.status)
-		}
-		for _, l := range r.lines {
-			out[string(l)]++
-		}
-		cursor = int64(r.cursor)
-		if !r.more {
-			return out
-		}
-	}
-}
+func allLines(t *testing.T, base string) map[string]int { return servedLines(t, base, "yunxin-e2e") }
 
 // yunxinGolden is one case: its body and what it must give.
 type yunxinGolden struct {
