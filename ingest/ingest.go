@@ -39,6 +39,10 @@ type Result struct {
 	Accepted   int // new messages, now durable
 	Duplicates int // already received within the de-duplication window
 	Recalls    int // new recalls, now durable (a retried recall counts as a duplicate)
+	// Dropped lists, in ascending order, the positions of the duplicates
+	// (messages first, then recalls: a recall's position counts after the
+	// messages).
+	Dropped []int
 }
 
 // spooler makes records durable.
@@ -113,7 +117,7 @@ func (in *Ingester) IngestBatch(ctx context.Context, source string, msgs []messa
 	if err != nil {
 		return Result{}, spoolError(err)
 	}
-	out := Result{Accepted: res.Accepted, Duplicates: res.Duplicates}
+	out := Result{Accepted: res.Accepted, Duplicates: res.Duplicates, Dropped: res.Dropped}
 	if len(recalls) > 0 {
 		// The spool counts per request; split its counts between the kinds.
 		dupRecalls := 0

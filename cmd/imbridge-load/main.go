@@ -9,6 +9,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -19,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,6 +54,7 @@ func run() error {
 	pullN := flag.Int("pull", 1000000, "messages for the pull measurement (0 skips it)")
 	bulkN := flag.Int("bulk", 0, "before the pull measurement, ingest this many more messages in NDJSON batches of 1000 from 4 clients (memory: e.g. 10000000, all within the de-duplication window)")
 	exportBenchOn := flag.Bool("export", true, "after the pull measurement, time `imbridge export --full` of everything stored beside serve against clickhouse-client writing the same rows' line column to a file")
+	importN := flag.Int("import", 0, "instead of the rest: time `imbridge import` of a file of this many native lines, alone (its own spool) and through a running serve, with peak RSS")
 	noop := flag.String("serve-noop", "", "internal: serve a do-nothing gin handler on this address")
 	flag.Func("env", "extra `KEY=VALUE` for the imbridge processes only (repeatable), e.g. GOGC=200", func(v string) error {
 		if !strings.Contains(v, "=") {
@@ -70,6 +73,9 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	if *importN > 0 {
+		return importBench(strings.Split(*binaries, ","), work, *importN)
+	}
 	// Baseline: a gin handler that does nothing, in its own process.
 	self, _ := os.Executable()
 	noopAddr := freeAddr()
@@ -630,5 +636,108 @@ func exportBench(binary, dataDir, work string) error {
 	fmt.Printf("%-34s %10d %12.0f  (median of %v; peak RSS %d MiB)\n", "imbridge export --full", lines, imbRate, roundAll(imbTimes), peakKB>>10)
 	fmt.Printf("%-34s %10d %12.0f  (median of %v)\n", "clickhouse-client line > file", lines, chRate, roundAll(chTimes))
 	fmt.Printf("ratio: %.0f%% of clickhouse-client\n", 100*imbRate/chRate)
+	return nil
+}
+
+// importBench times `imbridge import` of n native lines: alone (it opens
+// the spool and waits for ClickHouse), then through a running serve's
+// admin API; then a second run of the same file. Rates count messages made
+// durable (the summary's figure) and the wall time to the command's end.
+func importBench(binaries []string, work string, n int) error {
+	file := filepath.Join(work, "import.ndjson")
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for id := int64(1); id <= int64(n); id++ {
+		w.WriteString(line(id))
+		w.WriteByte('\n')
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	st, _ := f.Stat()
+	f.Close()
+	fmt.Printf("import: %d native lines, %d MiB\n", n, st.Size()>>20)
+	fmt.Printf("%-40s %12s %12s %10s %10s\n", "", "durable/s", "wall", "peak RSS", "serve RSS")
+	const adminToken = "load-admin-token"
+	for i, binary := range binaries {
+		name := filepath.Base(binary)
+		dataDir := filepath.Join(work, fmt.Sprintf("import-alone-%d", i))
+		cmd := exec.Command(binary, "import", "--quiet", "--source", "native", file)
+		cmd.Env = envFor(freeAddr(), dataDir)
+		if err := runImportTimed(cmd, name+" import, no serve", 0); err != nil {
+			return err
+		}
+
+		dataDir = filepath.Join(work, fmt.Sprintf("import-serve-%d", i))
+		addr := freeAddr()
+		srv := exec.Command(binary, "serve")
+		srv.Env = append(envFor(addr, dataDir), "IMBRIDGE_ADMIN_TOKEN="+adminToken)
+		srv.Stderr = os.Stderr
+		if err := srv.Start(); err != nil {
+			return err
+		}
+		if err := waitHTTP("http://"+addr+"/readyz", 60*time.Second); err != nil {
+			srv.Process.Kill()
+			return err
+		}
+		for _, run := range []string{"import through serve", "same file again"} {
+			cmd := exec.Command(binary, "import", "--quiet", "--source", "native", file)
+			cmd.Env = append(envFor(addr, dataDir), "IMBRIDGE_ADMIN_TOKEN="+adminToken)
+			if err := runImportTimed(cmd, name+" "+run, srv.Process.Pid); err != nil {
+				srv.Process.Kill()
+				return err
+			}
+		}
+		_ = srv.Process.Signal(syscall.SIGTERM)
+		_ = srv.Wait()
+	}
+	return nil
+}
+
+// runImportTimed runs one import, printing its durable rate (from its
+// summary), wall time, peak RSS and, with servePID, serve's peak RSS.
+func runImportTimed(cmd *exec.Cmd, label string, servePID int) error {
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = os.Stderr
+	var peak atomic.Int64
+	done := make(chan struct{})
+	if servePID > 0 {
+		go func() {
+			for {
+				if v := rssKB(servePID); v > peak.Load() {
+					peak.Store(v)
+				}
+				select {
+				case <-done:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}()
+	}
+	t0 := time.Now()
+	err := cmd.Run()
+	took := time.Since(t0)
+	close(done)
+	if err != nil {
+		return fmt.Errorf("%s: %w\n%s", label, err, out.String())
+	}
+	rate := "-"
+	if m := regexp.MustCompile(`, (\d+) messages/s`).FindStringSubmatch(out.String()); m != nil {
+		rate = m[1]
+	}
+	var maxrss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		maxrss = ru.Maxrss
+	}
+	serve := "-"
+	if servePID > 0 {
+		serve = fmt.Sprintf("%d MiB", peak.Load()>>10)
+	}
+	fmt.Printf("%-40s %12s %12s %6d MiB %10s\n", label, rate, took.Round(time.Millisecond), maxrss>>10, serve)
 	return nil
 }

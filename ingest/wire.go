@@ -1,0 +1,80 @@
+package ingest
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/imbridge/imbridge/message"
+)
+
+// The batch wire format carries a bulk import from `imbridge import` to a
+// running serve's admin API (POST /v1/admin/import): canonical messages and
+// recalls, already decoded from the provider's files, in the same binary
+// forms the spool records use, so serve only validates and spools them.
+//
+//	"IMB1" | item* ;  item = kind (1 message, 2 recall) | uvarint length | body
+var wireMagic = []byte("IMB1")
+
+// ErrBadWire is returned by DecodeWire for a body that is not a wire batch.
+var ErrBadWire = errors.New("bad import batch")
+
+// AppendWire appends the wire form of msgs and recalls to dst.
+func AppendWire(dst []byte, msgs []message.Message, recalls []message.Recall) []byte {
+	dst = append(dst, wireMagic...)
+	var scratch []byte
+	for i := range msgs {
+		scratch = msgs[i].AppendBinary(scratch[:0])
+		dst = appendWireItem(dst, kindMessage, scratch)
+	}
+	for i := range recalls {
+		scratch = recalls[i].AppendBinary(scratch[:0])
+		dst = appendWireItem(dst, kindRecall, scratch)
+	}
+	return dst
+}
+
+func appendWireItem(dst []byte, kind byte, body []byte) []byte {
+	dst = append(dst, kind)
+	dst = binary.AppendUvarint(dst, uint64(len(body)))
+	return append(dst, body...)
+}
+
+// DecodeWire reads a wire batch. Messages must come before recalls (the
+// order AppendWire writes), so that an *InvalidError index means the same on
+// both sides.
+func DecodeWire(b []byte) (msgs []message.Message, recalls []message.Recall, err error) {
+	if len(b) < len(wireMagic) || string(b[:len(wireMagic)]) != string(wireMagic) {
+		return nil, nil, fmt.Errorf("%w: it does not start with %q", ErrBadWire, wireMagic)
+	}
+	b = b[len(wireMagic):]
+	for item := 1; len(b) > 0; item++ {
+		kind := b[0]
+		n, k := binary.Uvarint(b[1:])
+		if k <= 0 || n > uint64(len(b)-1-k) {
+			return nil, nil, fmt.Errorf("%w: item %d is truncated", ErrBadWire, item)
+		}
+		body := b[1+k : 1+k+int(n)]
+		b = b[1+k+int(n):]
+		switch kind {
+		case kindMessage:
+			if len(recalls) > 0 {
+				return nil, nil, fmt.Errorf("%w: item %d: a message after a recall", ErrBadWire, item)
+			}
+			var m message.Message
+			if err := m.UnmarshalBinary(body); err != nil {
+				return nil, nil, fmt.Errorf("%w: item %d: %v", ErrBadWire, item, err)
+			}
+			msgs = append(msgs, m)
+		case kindRecall:
+			var r message.Recall
+			if err := r.UnmarshalBinary(body); err != nil {
+				return nil, nil, fmt.Errorf("%w: item %d: %v", ErrBadWire, item, err)
+			}
+			recalls = append(recalls, r)
+		default:
+			return nil, nil, fmt.Errorf("%w: item %d: unknown kind %d", ErrBadWire, item, kind)
+		}
+	}
+	return msgs, recalls, nil
+}
