@@ -23,7 +23,14 @@ type Config struct {
 	Ingest     Ingest     `yaml:"ingest"`
 	Sources    Sources    `yaml:"sources"`
 	Admin      Admin      `yaml:"admin"`
+	Metrics    Metrics    `yaml:"metrics"`
 	Debug      Debug      `yaml:"debug"`
+}
+
+// Metrics configures GET /metrics.
+type Metrics struct {
+	Listen        string        `yaml:"listen" help:"serve /metrics on this host:port instead of the main listener (so it need not face the providers); empty = on listen"`
+	AuditInterval time.Duration `yaml:"audit_interval" help:"how often, at most, /metrics recomputes the gauges that need a ClickHouse query (held messages, unmapped URLs, puller positions); 0 = never"`
 }
 
 // Admin configures the admin API through which commands reach a running
@@ -72,7 +79,7 @@ type Export struct {
 // Spool configures the durable write-ahead spool between ingest and ClickHouse.
 type Spool struct {
 	MaxBytes    int64         `yaml:"max_bytes" help:"disk the spool may use before ingest answers 503"`
-	DedupWindow time.Duration `yaml:"dedup_window" help:"a source message delivered again within this window is stored once"`
+	DedupWindow time.Duration `yaml:"dedup_window" help:"a source message delivered again within this window (by callback or import) is stored once; on disk, so days are fine"`
 	Retain      time.Duration `yaml:"retain" help:"with clickhouse.dsn, how long loaded messages stay in the spool (ClickHouse does not fsync its parts; the managed server is synced instead)"`
 }
 
@@ -129,10 +136,11 @@ func Default() Config {
 		Log:     Log{Level: "info", Format: "text"},
 		Spool: Spool{
 			MaxBytes:    4 << 30,
-			DedupWindow: 24 * time.Hour,
+			DedupWindow: 8 * 24 * time.Hour, // Tencent keeps history files 7 days: an import of the oldest still meets its callbacks
 			Retain:      2 * time.Minute,
 		},
-		Ingest: Ingest{MaxBodyBytes: 32 << 20},
+		Ingest:  Ingest{MaxBodyBytes: 32 << 20},
+		Metrics: Metrics{AuditInterval: 5 * time.Minute},
 		Sources: Sources{
 			Easemob:   Easemob{MaxSkew: 10 * time.Minute},
 			Tencent:   Tencent{MaxSkew: 5 * time.Minute},

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -71,6 +72,14 @@ func (l Loaded) validate() error {
 	if c.Ingest.MaxBodyBytes < 1024 {
 		return l.fail("ingest.max_body_bytes", "%d is too small: at least 1KiB", c.Ingest.MaxBodyBytes)
 	}
+	if c.Metrics.Listen != "" {
+		if err := checkHostPort(c.Metrics.Listen); err != nil {
+			return l.fail("metrics.listen", "%q is not host:port (%v)", c.Metrics.Listen, err)
+		}
+	}
+	if c.Metrics.AuditInterval < 0 {
+		return l.fail("metrics.audit_interval", "must not be negative")
+	}
 	if c.Debug.PprofListen != "" {
 		if err := checkHostPort(c.Debug.PprofListen); err != nil {
 			return l.fail("debug.pprof_listen", "%q is not host:port (%v)", c.Debug.PprofListen, err)
@@ -112,6 +121,11 @@ func checkHostPort(s string) error {
 func CheckDSN(dsn string) error {
 	u, err := url.Parse(dsn)
 	if err != nil {
+		// url.Error repeats the whole DSN, password included: say only what is wrong.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return fmt.Errorf("not a URL: %v", err)
 	}
 	switch u.Scheme {

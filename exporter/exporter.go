@@ -30,7 +30,7 @@ type Store interface {
 	HeldGroups(ctx context.Context, f store.ExportFilter, limit int) ([]store.HeldGroup, uint64, error)
 	StreamExport(ctx context.Context, f store.ExportFilter, fn func(scene string, typ uint16, line string) error) (dups uint64, err error)
 	RecordExportRun(ctx context.Context, r store.ExportRun) error
-	LastExport(ctx context.Context) (runID string, seqTo uint64, beforeMs, afterMs int64, ok bool, err error)
+	LastExport(ctx context.Context, dir string) (runID string, seqTo uint64, beforeMs, afterMs int64, ok bool, err error)
 	UnfinishedExports(ctx context.Context, dir string) ([]store.ExportRun, error)
 }
 
@@ -156,7 +156,7 @@ func (e *Exporter) Run(ctx context.Context, req Request) (_ *Manifest, err error
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	if !req.Full {
-		prev, seqTo, beforeMs, afterMs, ok, err := e.st.LastExport(ctx)
+		prev, seqTo, beforeMs, afterMs, ok, err := e.st.LastExport(ctx, dir)
 		if err != nil {
 			return nil, fmt.Errorf("export: %w", err)
 		}

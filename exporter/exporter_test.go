@@ -271,6 +271,11 @@ func TestExportWritesEveryStockLineOnceAndTheManifestSaysWhatItLeftOut(t *testin
 	waitFor(t, "the held message re-issued", func() bool { return r.sp.LastSeq() > m.SeqTo })
 	r.settle(t)
 	r.ingest(t, []message.Message{text("late-stock", 1700000000900)})
+	// A trial run into another folder is a full run there and does not
+	// move this folder's baseline.
+	if trial := run(t, r.st, exporter.Options{Dir: dir}, exporter.Request{Out: t.TempDir()}); trial.Mode != "full" {
+		t.Fatalf("first run into another folder: %+v, want a full run", trial)
+	}
 	m2 := run(t, r.st, exporter.Options{Dir: dir}, exporter.Request{Trigger: "schedule"})
 	files = readRun(t, dir, m2)
 	p2p, team = expectedLines(t, r.st, text("late-stock", 1700000000900), group("held-1", "g-unmapped"))

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -24,6 +26,13 @@ type Admin struct {
 	// the re-issue pick it up at once.
 	PutTeam func(ctx context.Context, entries []store.TeamMapping) (uint64, error)
 	PutURL  func(ctx context.Context, entries []store.URLMapping) (uint64, error)
+	// LoadTeamCSV and LoadURLCSV load a map CSV streamed in the request
+	// body (the map loaders' files, of any size) as one version.
+	LoadTeamCSV func(ctx context.Context, body io.Reader) (store.LoadResult, error)
+	LoadURLCSV  func(ctx context.Context, body io.Reader) (store.LoadResult, error)
+	// Import makes one batch of an `imbridge import` durable (see
+	// handler/import.go); nil disables the route.
+	Import Importer
 }
 
 func routeAdmin(g *gin.RouterGroup, logger *slog.Logger, a *Admin) {
@@ -39,6 +48,7 @@ func routeAdmin(g *gin.RouterGroup, logger *slog.Logger, a *Admin) {
 		}
 	})
 	g.GET("/status", func(c *gin.Context) { c.JSON(http.StatusOK, a.Status(c.Request.Context())) })
+	g.POST("/import", importHandler(logger, a.Import))
 	g.POST("/maps/team", func(c *gin.Context) {
 		var entries []store.TeamMapping
 		if err := strictJSON(c, &entries); err != nil {
@@ -65,23 +75,55 @@ func routeAdmin(g *gin.RouterGroup, logger *slog.Logger, a *Admin) {
 			return a.PutURL(ctx, entries)
 		})
 	})
+	g.POST("/maps/team/csv", loadCSV(logger, a.LoadTeamCSV))
+	g.POST("/maps/url/csv", loadCSV(logger, a.LoadURLCSV))
+}
+
+// loadCSV answers a streamed map CSV load: {"version", "entries",
+// "changed"}, or the error naming the bad lines.
+func loadCSV(logger *slog.Logger, load func(context.Context, io.Reader) (store.LoadResult, error)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if load == nil {
+			c.JSON(http.StatusNotFound, gin.H{"error": "this server does not load map CSVs"})
+			return
+		}
+		// A map of millions of lines streams for longer than the server's
+		// read timeout.
+		_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Time{})
+		res, err := load(c.Request.Context(), c.Request.Body)
+		if mapError(c, logger, err) {
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"version": res.Version, "entries": res.Entries, "changed": res.Changed})
+	}
 }
 
 func putMapping(c *gin.Context, logger *slog.Logger, put func(context.Context) (uint64, error)) {
 	v, err := put(c.Request.Context())
-	switch {
-	case errors.Is(err, store.ErrMappingConflict):
-		c.JSON(http.StatusConflict, gin.H{"error": err.Error()})
-		return
-	case errors.Is(err, store.ErrBadMapping):
-		c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
-		return
-	}
-	if err != nil {
-		writeError(c, logger, err)
+	if mapError(c, logger, err) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"version": v})
+}
+
+// mapError answers a failed map load (409 for a conflict, 400 for a bad
+// mapping) and reports whether err was one.
+func mapError(c *gin.Context, logger *slog.Logger, err error) bool {
+	msg := err
+	if bad := (*store.BadLinesError)(nil); errors.As(err, &bad) {
+		msg = bad // the lines, without the call chain
+	}
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, store.ErrMappingConflict):
+		c.JSON(http.StatusConflict, gin.H{"error": msg.Error()})
+	case errors.Is(err, store.ErrBadMapping):
+		c.JSON(http.StatusBadRequest, gin.H{"error": msg.Error()})
+	default:
+		writeError(c, logger, err)
+	}
+	return true
 }
 
 // strictJSON decodes the body into v, refusing unknown fields and trailing

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,15 +53,21 @@ func handleCallback(logger *slog.Logger, m *metrics.Metrics, in ingester, src So
 	name := src.Name()
 	accepted := m.IngestMessages.WithLabelValues(name, "accepted")
 	duplicate := m.IngestMessages.WithLabelValues(name, "duplicate")
-	rejected := m.IngestMessages.WithLabelValues(name, "rejected")
 	recalled := m.IngestMessages.WithLabelValues(name, "recall")
+	outcomes := map[string]prometheus.Counter{}
+	for _, o := range metrics.CallbackOutcomes {
+		outcomes[o] = m.CallbackRequests.WithLabelValues(name, o)
+	}
+	ack := m.CallbackAck.WithLabelValues(name)
 	return func(c *gin.Context) {
+		start := time.Now()
 		reply := func(rep source.Reply) {
 			src.Reply(c.Writer, rep)
 			c.Abort()
 		}
 		fail := func(err error) {
 			status, msg := statusOf(err)
+			outcomes[callbackOutcome(err, status)].Inc()
 			logRefusal(logger, c, status, err)
 			rep := source.Reply{Status: status, Err: &source.Error{Status: status, Msg: msg}}
 			var se *source.Error
@@ -84,7 +91,6 @@ func handleCallback(logger *slog.Logger, m *metrics.Metrics, in ingester, src So
 		}
 		batch, err := src.Decode(c.Request, body)
 		if err != nil {
-			rejected.Inc()
 			fail(err)
 			return
 		}
@@ -93,10 +99,6 @@ func handleCallback(logger *slog.Logger, m *metrics.Metrics, in ingester, src So
 		if len(batch.Messages) > 0 || len(batch.Recalls) > 0 {
 			res, err = in.IngestBatch(c.Request.Context(), name, batch.Messages, batch.Recalls)
 			if err != nil {
-				var ie *ingest.InvalidError
-				if errors.As(err, &ie) {
-					rejected.Inc()
-				}
 				fail(err)
 				return
 			}
@@ -105,7 +107,35 @@ func handleCallback(logger *slog.Logger, m *metrics.Metrics, in ingester, src So
 		duplicate.Add(float64(res.Duplicates))
 		recalled.Add(float64(res.Recalls))
 		reply(source.Reply{Status: http.StatusOK, Accepted: res.Accepted, Duplicates: res.Duplicates, Ignored: ignored, Recalls: res.Recalls})
+		outcomes["ok"].Inc()
+		ack.Observe(time.Since(start).Seconds())
 	}
+}
+
+// callbackOutcome is the outcome label of a refused callback: why it was
+// refused (one of metrics.CallbackOutcomes).
+func callbackOutcome(err error, status int) string {
+	var ie *ingest.InvalidError
+	switch {
+	case errors.As(err, &ie):
+		return "invalid_message"
+	case errors.Is(err, ingest.ErrFull):
+		return "spool_full"
+	}
+	switch status {
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusRequestEntityTooLarge:
+		return "too_large"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	if status >= 400 && status < 500 {
+		return "bad_request"
+	}
+	return "internal_error"
 }
 
 func countIgnored(vec *prometheus.CounterVec, name string, kinds map[string]int) int {

@@ -18,7 +18,10 @@ import (
 func statusOf(err error) (int, string) {
 	var se *source.Error
 	var ie *ingest.InvalidError
+	var pu *pullUnavailable
 	switch {
+	case errors.As(err, &pu):
+		return http.StatusServiceUnavailable, "ClickHouse is unavailable; retry later"
 	case errors.As(err, &se):
 		return se.Status, se.Msg
 	case errors.As(err, &ie):
@@ -35,9 +38,10 @@ func statusOf(err error) (int, string) {
 	return http.StatusInternalServerError, "internal error"
 }
 
-// logRefusal logs a refused request: 5xx at Error, 4xx at Info.
+// logRefusal logs a refused request, with its request id and the error's
+// whole chain: 5xx at Error, 4xx at Info.
 func logRefusal(logger *slog.Logger, c *gin.Context, status int, err error) {
-	attrs := []any{"method", c.Request.Method, "path", c.FullPath(), "status", status, "err", err}
+	attrs := []any{"request_id", c.GetString(requestIDKey), "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err}
 	if status >= 500 {
 		logger.Error("request failed", attrs...)
 	} else {

@@ -36,21 +36,32 @@ func (f *fakeIngester) IngestBatch(_ context.Context, _ string, msgs []message.M
 	return ingest.Result{Accepted: len(msgs), Recalls: len(recalls)}, nil
 }
 
-// fakeLines serves lines[i] as seq i+1.
+// fakeLines serves lines[i] as seq i+1. The errors make the store fail:
+// cursorErr in PullCursor, nthErr in NthSeq, queryErr before the first line
+// is streamed, streamErr after it.
 type fakeLines struct {
 	lines      []string
 	deliveries []store.Delivery
 	streamErr  error
+	cursorErr  error
+	nthErr     error
+	queryErr   error
 }
 
 var _ lineStore = (*fakeLines)(nil)
 
 func (f *fakeLines) NthSeq(_ context.Context, flt store.LineFilter, n int) (uint64, bool, error) {
+	if f.nthErr != nil {
+		return 0, false, f.nthErr
+	}
 	seq := flt.After + uint64(n)
 	return seq, seq <= flt.UpTo, nil
 }
 
 func (f *fakeLines) StreamLines(_ context.Context, flt store.LineFilter, fn func(string) error) error {
+	if f.queryErr != nil {
+		return f.queryErr
+	}
 	for seq := flt.After + 1; seq <= flt.UpTo && seq <= uint64(len(f.lines)); seq++ {
 		if err := fn(f.lines[seq-1]); err != nil {
 			return err
@@ -63,6 +74,9 @@ func (f *fakeLines) StreamLines(_ context.Context, flt store.LineFilter, fn func
 }
 
 func (f *fakeLines) PullCursor(_ context.Context, puller string) (uint64, error) {
+	if f.cursorErr != nil {
+		return 0, f.cursorErr
+	}
 	var c uint64
 	for _, d := range f.deliveries {
 		if d.Puller == puller && d.Advanced && d.CursorTo > c {
@@ -287,7 +301,10 @@ func TestPullAllowlist(t *testing.T) {
 }
 
 func TestPullBrokenStreamDoesNotAdvance(t *testing.T) {
-	lines := &fakeLines{lines: []string{`{"a":1}`, `{"a":2}`}, streamErr: errors.New("clickhouse went away")}
+	// The first line is larger than the write buffer: it reaches the
+	// puller before ClickHouse fails, so only breaking the connection is left.
+	big := `{"a":"` + strings.Repeat("x", 100<<10) + `"}`
+	lines := &fakeLines{lines: []string{big, `{"a":2}`}, streamErr: errors.New("clickhouse went away")}
 	h := newTestServer(&fakeIngester{}, lines, 2, PullConfig{})
 	func() {
 		defer func() {

@@ -20,6 +20,9 @@ import (
 	"github.com/imbridge/imbridge/store"
 )
 
+// pullRoute is GET /v1/pull's path.
+const pullRoute = "/v1/pull"
+
 var pullerName = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,64}$`)
 
 // pullRequest is GET /v1/pull's parsed query.
@@ -63,6 +66,7 @@ func parsePull(c *gin.Context) (pullRequest, error) {
 func handlePull(logger *slog.Logger, m *metrics.Metrics, lines lineStore, watermark func() uint64, cfg PullConfig,
 	newReceipt func(*http.Request) (receipt, error)) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		rlog := reqLogger(c, logger) // pullError adds the id itself
 		if !pullAllowed(c, cfg) {
 			pullError(c, logger, source.Unauthorized("missing or wrong pull token, or address not allowed"))
 			return
@@ -72,6 +76,7 @@ func handlePull(logger *slog.Logger, m *metrics.Metrics, lines lineStore, waterm
 			pullError(c, logger, err)
 			return
 		}
+		puller := m.Pullers.Label(req.name) // only authenticated names become labels
 		ctx := c.Request.Context()
 		if !req.hasCursor {
 			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -123,7 +128,7 @@ func handlePull(logger *slog.Logger, m *metrics.Metrics, lines lineStore, waterm
 		var rc receipt
 		if !req.hasCursor {
 			if rc, err = newReceipt(c.Request); err != nil {
-				logger.Warn("cannot follow this pull's delivery on its connection; it will not advance the stored cursor",
+				rlog.Warn("cannot follow this pull's delivery on its connection; it will not advance the stored cursor",
 					"puller", req.name, "err", err)
 			}
 		}
@@ -149,12 +154,24 @@ func handlePull(logger *slog.Logger, m *metrics.Metrics, lines lineStore, waterm
 		if err == nil && zw != nil {
 			err = zw.Close()
 		}
+		if err != nil && !c.Writer.Written() {
+			// Nothing left the buffers (ClickHouse failed at the first
+			// query): an error answer is still possible.
+			for _, k := range []string{"Content-Encoding", "Vary", "X-Imbridge-Cursor", "X-Imbridge-More"} {
+				h.Del(k)
+			}
+			pullError(c, logger, unavailable(err))
+			return
+		}
+		m.PullMessages.WithLabelValues(puller).Add(float64(count))
+		m.PullBytes.WithLabelValues(puller).Add(float64(size))
 		if err != nil {
 			// The status is sent; the only honest signal left is to break
 			// the connection so the puller sees an incomplete response.
-			logger.Error("pull aborted mid-stream; cursor not advanced", "puller", req.name, "err", err,
+			m.PullResponses.WithLabelValues(puller, "aborted").Inc()
+			rlog.Error("pull aborted mid-stream; cursor not advanced", "puller", req.name, "err", err,
 				"cursor", req.cursor, "lines_written", count)
-			recordDelivery(logger, lines, store.Delivery{
+			recordDelivery(rlog, lines, store.Delivery{
 				At: start, Puller: req.name, CursorFrom: req.cursor, CursorTo: filter.UpTo, Count: count, Bytes: size,
 				RemoteAddr: c.ClientIP(), Duration: time.Since(start),
 			})
@@ -167,19 +184,25 @@ func handlePull(logger *slog.Logger, m *metrics.Metrics, lines lineStore, waterm
 		received := false
 		if rc != nil {
 			if err := rc.Wait(ctx, cfg.receiptTimeout()); err != nil {
-				logger.Warn("pull not received in full; the stored cursor stays and the next pull starts where this one started",
+				rlog.Warn("pull not received in full; the stored cursor stays and the next pull starts where this one started",
 					"puller", req.name, "cursor", req.cursor, "lines", count, "err", err)
 			} else {
 				received = true
 			}
 		}
-		m.PullLines.WithLabelValues(req.name).Add(float64(count))
-		m.PullBytes.WithLabelValues(req.name).Add(float64(size))
+		outcome := "not_advanced"
+		switch {
+		case req.hasCursor:
+			outcome = "explicit_cursor"
+		case received:
+			outcome = "advanced"
+		}
+		m.PullResponses.WithLabelValues(puller, outcome).Inc()
 		d := store.Delivery{
 			At: start, Puller: req.name, CursorFrom: req.cursor, CursorTo: filter.UpTo, Count: count, Bytes: size,
 			RemoteAddr: c.ClientIP(), Advanced: received, Duration: time.Since(start),
 		}
-		recordDelivery(logger, lines, d)
+		recordDelivery(rlog, lines, d)
 	}
 }
 
@@ -218,9 +241,16 @@ func (s *sampling) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// unavailable is a ClickHouse failure as the puller sees it: 503, retry
+// later. The detail goes to the log only.
 func unavailable(err error) error {
-	return &source.Error{Status: http.StatusServiceUnavailable, Msg: "ClickHouse is unavailable; retry later: " + err.Error()}
+	return &pullUnavailable{err: err}
 }
+
+type pullUnavailable struct{ err error }
+
+func (e *pullUnavailable) Error() string { return "clickhouse unavailable: " + e.err.Error() }
+func (e *pullUnavailable) Unwrap() error { return e.err }
 
 // pullError answers in Yunxin's own envelope, {"code":N,"desc":"…"} with the
 // same HTTP status, since Yunxin's puller reads code.

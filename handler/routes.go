@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,11 +58,14 @@ type Deps struct {
 	Ingest       ingester
 	Lines        lineStore
 	Watermark    func() uint64                   // highest seq complete in ClickHouse
-	Ready        func(ctx context.Context) error // nil when ready
+	Ready        func(ctx context.Context) error // nil when ready; else why not (errors.Join: one reason each)
 	Sources      []Source                        // the enabled callback sources
 	Admin        *Admin                          // nil: the admin API answers 404
 	Pull         PullConfig
 	MaxBodyBytes int64
+	// SeparateMetrics is set when /metrics has a listener of its own
+	// (metrics.listen): the main listener then does not serve it.
+	SeparateMetrics bool
 	// Receipt follows a pull's response on its connection; nil means the
 	// TCP check of package tcpack (the server must set
 	// http.Server.ConnContext to tcpack.ConnContext).
@@ -77,7 +82,9 @@ func NewServer(d Deps) http.Handler {
 
 	r.GET("/healthz", handleHealthz())
 	r.GET("/readyz", handleReadyz(d.Ready))
-	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
+	if !d.SeparateMetrics {
+		r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
+	}
 
 	cb := r.Group("/v1/callbacks")
 	enabled := map[string]bool{}
@@ -96,8 +103,12 @@ func NewServer(d Deps) http.Handler {
 	if newReceipt == nil {
 		newReceipt = tcpReceipt
 	}
-	r.GET("/v1/pull", handlePull(d.Logger, d.Metrics, d.Lines, d.Watermark, d.Pull, newReceipt))
+	r.GET(pullRoute, handlePull(d.Logger, d.Metrics, d.Lines, d.Watermark, d.Pull, newReceipt))
 	r.NoRoute(func(c *gin.Context) {
+		if c.Request.URL.Path == pullRoute { // a puller reads code, even here
+			c.JSON(http.StatusMethodNotAllowed, gin.H{"code": http.StatusMethodNotAllowed, "desc": "the pull is GET " + pullRoute})
+			return
+		}
 		c.JSON(http.StatusNotFound, gin.H{"error": "no such route: " + c.Request.Method + " " + c.Request.URL.Path})
 	})
 	return r
@@ -126,25 +137,75 @@ func sourceDisabled(name string) gin.HandlerFunc {
 	}
 }
 
+// handleHealthz is liveness only: the process answers HTTP. It checks
+// nothing else, so a supervisor does not restart imbridge for a ClickHouse
+// outage (ingest goes on into the spool meanwhile).
 func handleHealthz() gin.HandlerFunc {
 	return func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
 }
 
+// handleReadyz answers 200 {"status":"ready"}, or 503 {"status":"not
+// ready","reasons":[…]} with one reason per failed check (ready returns
+// them joined with errors.Join).
 func handleReadyz(ready func(context.Context) error) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
 		defer cancel()
 		if err := ready(ctx); err != nil {
-			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": err.Error()})
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reasons": reasons(err)})
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	}
 }
 
-// requestLog gives each request an id, then logs it once and counts it.
-// It runs on every callback, so ids come from a counter (with a random
-// per-process prefix) and metric children are looked up once per label set.
+// reasons lists the errors joined in err (errors.Join), each as text.
+func reasons(err error) []string {
+	var out []string
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if e != nil {
+				out = append(out, reasons(e)...)
+			}
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
+// requestIDKey is where requestLog keeps the request id in the gin context.
+const requestIDKey = "imbridge.request_id"
+
+// validRequestID accepts a caller's X-Request-Id: 1–128 characters from a
+// safe set, so that it cannot forge log lines or grow them without bound.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		b := id[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || strings.IndexByte("-_.:/+=@", b) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// reqLogger is logger with the request's id, for a handler's log lines.
+func reqLogger(c *gin.Context, logger *slog.Logger) *slog.Logger {
+	return logger.With("request_id", c.GetString(requestIDKey))
+}
+
+// quietRoutes are polled by monitors: their request lines are at Debug.
+var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// requestLog gives each request an id (the caller's X-Request-Id when it is
+// valid, else a new one; answered in X-Request-Id), then logs one line per
+// request — request_id, method, route, status, latency, bytes, remote — and
+// counts it. Only the route pattern is logged, never the query string (the
+// pull token may be there) nor any header. It runs on every callback, so
+// ids come from a counter (with a random per-process prefix) and metric
+// children are looked up once per label set.
 func requestLog(logger *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -172,9 +233,10 @@ func requestLog(logger *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		id := c.GetHeader("X-Request-Id")
-		if id == "" {
+		if !validRequestID(id) {
 			id = prefix + strconv.FormatUint(seq.Add(1), 36)
 		}
+		c.Set(requestIDKey, id)
 		c.Header("X-Request-Id", id)
 		c.Next()
 		route := c.FullPath()
@@ -184,15 +246,31 @@ func requestLog(logger *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
 		status := c.Writer.Status()
 		took := time.Since(start)
 		record(route, status, took)
-		if logger.Enabled(c.Request.Context(), slog.LevelDebug) && route != "/healthz" && route != "/metrics" && route != "/readyz" {
-			logger.Debug("request", "request_id", id, "method", c.Request.Method, "path", c.Request.URL.Path,
-				"status", status, "latency", took, "remote", c.ClientIP())
+		level := slog.LevelInfo
+		if quietRoutes[route] {
+			level = slog.LevelDebug
 		}
+		ctx := c.Request.Context()
+		if !logger.Enabled(ctx, level) {
+			return
+		}
+		attrs := []slog.Attr{slog.String("request_id", id), slog.String("method", c.Request.Method), slog.String("route", route),
+			slog.Int("status", status), slog.Duration("latency", took), slog.Int("bytes", max(c.Writer.Size(), 0)),
+			slog.String("remote", c.ClientIP())}
+		if route == "unmatched" {
+			p := c.Request.URL.Path
+			if len(p) > 200 {
+				p = p[:200] + "…"
+			}
+			attrs = append(attrs, slog.String("path", p))
+		}
+		logger.LogAttrs(ctx, level, "request", attrs...)
 	}
 }
 
 // recoverer turns a panic into a 500 (or lets http.ErrAbortHandler abort
-// the connection, which is how a broken streaming response ends).
+// the connection, which is how a broken streaming response ends). The pull
+// answers it in Yunxin's envelope like its other errors.
 func recoverer(logger *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		defer func() {
@@ -200,10 +278,15 @@ func recoverer(logger *slog.Logger) gin.HandlerFunc {
 				if r == http.ErrAbortHandler {
 					panic(r)
 				}
-				logger.Error("panic", "err", fmt.Sprint(r), "path", c.Request.URL.Path)
-				if !c.Writer.Written() {
-					c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
+				reqLogger(c, logger).Error("panic", "err", fmt.Sprint(r), "route", c.FullPath(), "stack", string(debug.Stack()))
+				if c.Writer.Written() {
+					return
 				}
+				if c.FullPath() == pullRoute {
+					c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"code": http.StatusInternalServerError, "desc": "internal error"})
+					return
+				}
+				c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
 			}
 		}()
 		c.Next()

@@ -87,6 +87,7 @@ type Loader struct {
 	failures  atomic.Uint64
 	releaseAt atomic.Uint64 // highest seq released
 	lastErr   atomic.Pointer[string]
+	caughtUp  atomic.Int64 // Unix ns when Run last found nothing left to load
 }
 
 type loadedMark struct {
@@ -155,6 +156,31 @@ func (l *Loader) Stats() Stats {
 	return s
 }
 
+// OldestUnloaded returns when the oldest message not yet in ClickHouse was
+// received, false when every spooled message is loaded. It is the received
+// time of the first record above the watermark, bounded by the last moment
+// the loader had loaded everything: a re-issued copy carries its original's
+// (old) received time, yet it waits only since it was spooled.
+func (l *Loader) OldestUnloaded() (time.Time, bool) {
+	from := max(l.watermark.Load()+1, l.sp.FirstSeq())
+	if from > l.sp.LastSeq() {
+		return time.Time{}, false
+	}
+	entries, err := l.sp.Read(from, 1, 1)
+	if err != nil || len(entries) == 0 {
+		return time.Time{}, false
+	}
+	r, err := ingest.Decode(entries[0].Data)
+	if err != nil {
+		return time.Time{}, false
+	}
+	at := time.UnixMilli(r.ReceivedAt)
+	if c := l.caughtUp.Load(); c > 0 && time.Unix(0, c).After(at) {
+		at = time.Unix(0, c)
+	}
+	return at, true
+}
+
 // start is where loading begins: the first record the spool still holds
 // (loaded before the last stop perhaps, kept until ClickHouse had it on
 // disk: it is checked again), or after the last seq when it holds none.
@@ -183,6 +209,7 @@ func (l *Loader) Run(ctx context.Context, drainTimeout time.Duration) {
 		l.releaseLoaded(ctx)
 		last := l.sp.LastSeq()
 		if last < next {
+			l.caughtUp.Store(time.Now().UnixNano())
 			pendingSince = time.Time{}
 			l.idle(ctx, next)
 			select {

@@ -245,20 +245,25 @@ func (p *Pipeline) prepareLater(ctx context.Context, st *store.Store, sp *spool.
 	}
 }
 
-// Ready is nil when ClickHouse answers and the spool takes messages.
+// Ready is nil when ClickHouse answers and the spool takes messages; else
+// every reason it is not, joined (errors.Join), for /readyz to list.
 func (p *Pipeline) Ready(ctx context.Context) error {
+	var reasons []error
 	if e := p.startErr.Load(); e != nil {
-		return *e
+		reasons = append(reasons, *e)
 	}
 	if err := p.Store.Ping(ctx); err != nil {
-		return err
+		reasons = append(reasons, fmt.Errorf("clickhouse does not answer: %w", err))
 	}
 	select {
 	case <-p.prepared:
 	default:
-		return errors.New("starting: the schema and the spool's seq floor are not prepared yet")
+		reasons = append(reasons, errors.New("starting: the schema and the spool's seq floor are not prepared yet"))
 	}
-	return p.Spool.Healthy()
+	if err := p.Spool.Healthy(); err != nil {
+		reasons = append(reasons, err)
+	}
+	return errors.Join(reasons...)
 }
 
 // Close stops the re-issue and the loader (which loads what it can within

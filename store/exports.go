@@ -259,13 +259,15 @@ func (s *Store) RecordExportRun(ctx context.Context, r ExportRun) (err error) {
 		r.Held, r.Recalled, r.Duplicates, r.UnmappedURLs, r.Error, r.Host, r.PID)
 }
 
-// LastExport is the latest run that ended well: incremental runs start after
-// its seq_to. ok is false when no run has succeeded yet.
-func (s *Store) LastExport(ctx context.Context) (runID string, seqTo uint64, beforeMs, afterMs int64, ok bool, err error) {
-	defer wrap(&err, "store.LastExport")
+// LastExport is the latest run into dir that ended well: incremental runs
+// into dir start after its seq_to (a run written elsewhere, say a trial
+// into another --out, does not move dir's baseline). ok is false when no
+// run into dir has succeeded yet.
+func (s *Store) LastExport(ctx context.Context, dir string) (runID string, seqTo uint64, beforeMs, afterMs int64, ok bool, err error) {
+	defer wrap(&err, "store.LastExport(%s)", dir)
 	err = retryRead(ctx, func() error {
 		rows, err := s.conn.Query(ctx, `SELECT run_id, seq_to, before_ms, after_ms FROM export_runs
- WHERE status = 'ok' AND final = 1 ORDER BY seq_to DESC, recorded_at DESC LIMIT 1`)
+ WHERE status = 'ok' AND final = 1 AND dir = ? ORDER BY seq_to DESC, recorded_at DESC LIMIT 1`, dir)
 		if err != nil {
 			return err
 		}

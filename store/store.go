@@ -31,7 +31,7 @@ type Store struct {
 	database string
 	logger   *slog.Logger
 	opts     *clickhouse.Options
-	mapMu    sync.Mutex // serialises map loads (see putMappings)
+	mapMu    sync.Mutex // serialises map load commits (see load.commit)
 }
 
 var dbName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
