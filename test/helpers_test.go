@@ -59,7 +59,8 @@ type server struct {
 	env     []string
 	logPath string
 	exited  chan struct{}
-	waitFor string // the path start polls for 200: /readyz unless set
+	waitFor string   // the path start polls for 200: /readyz unless set
+	socket  *os.File // when set, serve inherits it as fd 3 (LISTEN_FDS), as from systemd
 }
 
 func freePort(tb testing.TB) int {
@@ -76,6 +77,14 @@ func freePort(tb testing.TB) int {
 // waits until /readyz answers 200. dsn "" means the managed ClickHouse.
 func startServer(tb testing.TB, dataDir, dsn string, extra ...string) *server {
 	tb.Helper()
+	s := newServer(tb, dataDir, dsn, extra...)
+	s.start()
+	return s
+}
+
+// newServer is startServer without the start.
+func newServer(tb testing.TB, dataDir, dsn string, extra ...string) *server {
+	tb.Helper()
 	port := freePort(tb)
 	env := append(os.Environ(),
 		"IMBRIDGE_LISTEN=127.0.0.1:"+strconv.Itoa(port),
@@ -86,9 +95,7 @@ func startServer(tb testing.TB, dataDir, dsn string, extra ...string) *server {
 		"IMBRIDGE_LOG_LEVEL=info",
 	)
 	env = append(env, extra...)
-	s := &server{t: tb, base: fmt.Sprintf("http://127.0.0.1:%d", port), dataDir: dataDir, env: env}
-	s.start()
-	return s
+	return &server{t: tb, base: fmt.Sprintf("http://127.0.0.1:%d", port), dataDir: dataDir, env: env}
 }
 
 func (s *server) start() {
@@ -102,6 +109,11 @@ func (s *server) start() {
 		s.t.Fatal(err)
 	}
 	s.cmd = exec.Command(binary, "serve")
+	if s.socket != nil {
+		// sh sets LISTEN_PID to its own pid, which exec hands to serve.
+		s.cmd = exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" serve`, binary)
+		s.cmd.ExtraFiles = []*os.File{s.socket}
+	}
 	s.cmd.Env = s.env
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {
@@ -206,18 +218,47 @@ func postNative(base, body string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-// ackSet records which msgids were answered 2xx.
+// ackSet records which msgids were answered 2xx, the longest wait for
+// such an answer, and the requests that got no answer at all (connection
+// refused or reset, timeout).
 type ackSet struct {
-	mu  sync.Mutex
-	ids map[int64]bool
+	mu       sync.Mutex
+	ids      map[int64]bool
+	slowest  time.Duration
+	failed   int
+	firstErr error
 }
 
 func newAckSet() *ackSet { return &ackSet{ids: map[int64]bool{}} }
 
-func (a *ackSet) add(id int64) {
+func (a *ackSet) add(id int64, took time.Duration) {
 	a.mu.Lock()
 	a.ids[id] = true
+	a.slowest = max(a.slowest, took)
 	a.mu.Unlock()
+}
+
+func (a *ackSet) fail(err error) {
+	a.mu.Lock()
+	a.failed++
+	if a.firstErr == nil {
+		a.firstErr = err
+	}
+	a.mu.Unlock()
+}
+
+// slowestAck is the longest wait for a 2xx answer.
+func (a *ackSet) slowestAck() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.slowest
+}
+
+// failures is how many requests got no answer, and the first error.
+func (a *ackSet) failures() (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.failed, a.firstErr
 }
 
 func (a *ackSet) snapshot() map[int64]bool {
@@ -231,8 +272,8 @@ func (a *ackSet) snapshot() map[int64]bool {
 }
 
 // load posts one message per request from n workers until ctx ends. ids come
-// from next; acknowledged ones go to acks; statuses other than 200 are
-// counted in refused.
+// from next; acknowledged ones go to acks, as do requests that got no answer;
+// statuses other than 200 are counted in refused.
 func load(ctx context.Context, base string, n int, next func() int64, acks *ackSet, refused *sync.Map) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for w := 0; w < n; w++ {
@@ -241,12 +282,14 @@ func load(ctx context.Context, base string, n int, next func() int64, acks *ackS
 			defer wg.Done()
 			for ctx.Err() == nil {
 				id := next()
+				start := time.Now()
 				code, body, err := postNative(base, textLine(id))
 				switch {
 				case err != nil:
+					acks.fail(err)
 					time.Sleep(5 * time.Millisecond) // server gone: try again shortly
 				case code == 200:
-					acks.add(id)
+					acks.add(id, time.Since(start))
 				default:
 					if refused != nil {
 						refused.Store(id, fmt.Sprintf("%d %s", code, body))

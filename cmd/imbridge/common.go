@@ -14,18 +14,52 @@ import (
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
-// newFlagSet makes a subcommand's flag set whose --help lists its flags and
-// every configuration key.
+// newFlagSet makes a subcommand's flag set whose --help lists its
+// examples, flags, exit statuses and every configuration key.
 func newFlagSet(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "YAML configuration `file` (environment variables IMBRIDGE_* override it)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: imbridge %s\n\nFlags:\n", synopsis)
+		fmt.Fprintf(stderr, "Usage: imbridge %s\n", synopsis)
+		if ex := examples[name]; ex != "" {
+			fmt.Fprintf(stderr, "\nExamples:\n%s", ex)
+		}
+		fmt.Fprintf(stderr, "\nFlags:\n")
 		fs.PrintDefaults()
-		fmt.Fprintf(stderr, "\nConfiguration keys (YAML key, environment variable, meaning):\n%s", config.Keys())
+		fmt.Fprintf(stderr, "\n%s\nConfiguration keys (YAML key, environment variable, meaning):\n%s", exitStatuses, config.Keys())
 	}
 	return fs, cfgPath
+}
+
+// examples is what a command's --help shows under "Examples:", by flag set
+// name (import carries its own in its synopsis).
+var examples = map[string]string{
+	"export": `  imbridge export                         # what was stored since the last run, before migration.cutoff
+  imbridge export --full                  # the whole stored history again
+  imbridge export --before 2026-12-01T00:00:00+08:00 --out /srv/yunxin-stock
+`,
+	"serve": `  imbridge serve --config /etc/imbridge/imbridge.yaml
+  IMBRIDGE_PULL_TOKEN=s3cret IMBRIDGE_SOURCES_NATIVE_TOKEN=t0ken imbridge serve
+      # defaults: 127.0.0.1:8080, ./data, a managed clickhouse-server from PATH
+  systemctl restart imbridge.service
+      # under systemd (deploy/): imbridge.socket stays open, callbacks wait meanwhile
+`,
+	"schema": `  imbridge schema > schema.sql     # the DDL, to read or to apply by hand
+  imbridge schema --apply --config /etc/imbridge/imbridge.yaml
+  IMBRIDGE_CLICKHOUSE_DSN=clickhouse://ch1.internal:9000/imbridge imbridge schema --apply
+`,
+	"urlmap load": `  imbridge urlmap load urls.csv    # lines old_url,new_url, through the running serve
+  imbridge urlmap load --server http://10.0.0.5:8080 urls.csv
+  imbridge urlmap unmapped | my-uploader | imbridge urlmap load -
+`,
+	"teammap load": `  imbridge teammap load groups.csv # lines source,group_id,tid, e.g. tencent,@TGS#2J4SZEAEL,900
+  imbridge teammap load --server http://10.0.0.5:8080 groups.csv
+`,
+	"urlmap unmapped": `  imbridge urlmap unmapped --limit 1000 > to-upload.txt
+`,
+	"teammap unmapped": `  imbridge teammap unmapped       # groups whose messages are held until mapped
+`,
 }
 
 // parseFlags parses args; a usage error exits with status 2.

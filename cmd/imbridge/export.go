@@ -17,15 +17,8 @@ import (
 	"github.com/imbridge/imbridge/pipeline"
 )
 
-const exportExamples = `
-Examples:
-  imbridge export                         # what was stored since the last run, before migration.cutoff
-  imbridge export --full                  # the whole stored history again
-  imbridge export --before 2026-12-01T00:00:00+08:00 --out /srv/yunxin-stock
-`
-
 func runExport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs, cfgPath := newFlagSet("export", "export [--config FILE] [--out DIR] [--before TIME] [--after TIME] [--full]"+exportExamples, stderr)
+	fs, cfgPath := newFlagSet("export", "export [--config FILE] [--out DIR] [--before TIME] [--after TIME] [--full]", stderr)
 	out := fs.String("out", "", "write the run's folder under this `dir` (default export.dir)")
 	before := fs.String("before", "", "RFC 3339 `time`: messages created before it (default migration.cutoff)")
 	after := fs.String("after", "", "RFC 3339 `time`: messages created at or after it")

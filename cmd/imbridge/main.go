@@ -18,19 +18,27 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return
+	code := exitCode(err)
+	if code != 0 {
+		fmt.Fprintln(os.Stderr, "imbridge:", err)
 	}
-	fmt.Fprintln(os.Stderr, "imbridge:", err)
-	var ee *exitError
-	if errors.As(err, &ee) {
-		os.Exit(ee.code)
-	}
-	os.Exit(1)
+	stop()
+	os.Exit(code)
 }
 
-// exitError carries a specific exit status: 2 for usage and configuration
-// errors.
+// exitCode is the exit status for run's error (exitStatuses).
+func exitCode(err error) int {
+	var ee *exitError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	}
+	return 1
+}
+
+// exitError carries a specific exit status other than 1 (exitStatuses).
 type exitError struct {
 	code int
 	err  error
@@ -47,13 +55,35 @@ const usage = `imbridge carries an IM app's message history to NetEase Yunxin.
 
 Usage:
   imbridge serve   [--config FILE]   callbacks, pull, health, metrics, cron exports
-  imbridge export  [--config FILE] [--out DIR] [--before TIME] [--after TIME]
+  imbridge export  [--config FILE] [--out DIR] [--before TIME] [--after TIME] [--full]
   imbridge import  [--config FILE] --source NAME FILE...   ("-" reads stdin)
   imbridge schema  [--config FILE] [--apply]
-  imbridge urlmap load FILE | imbridge teammap load FILE
+  imbridge urlmap  load [--server URL] FILE    CSV old_url,new_url: old media URL → uploaded URL
+  imbridge teammap load [--server URL] FILE    CSV source,group_id,tid: provider group → Yunxin tid
+  imbridge urlmap  unmapped [--limit N]        media URLs still without a mapping (teammap: held groups)
   imbridge version
 
-Run "imbridge COMMAND --help" for a command's flags and configuration keys.
+Examples:
+  imbridge serve --config /etc/imbridge/imbridge.yaml
+  imbridge export --before 2026-12-01T00:00:00+08:00
+  imbridge import --source easemob 2026112309.gz 2026112310.gz
+  imbridge teammap load groups.csv
+
+Run "imbridge COMMAND --help" for a command's flags, examples and
+configuration keys; README "Deployment" for systemd and restarts.
+
+` + exitStatuses
+
+// exitStatuses is every exit status of every command (README "Commands").
+const exitStatuses = `Exit status:
+  0  done
+  1  failed: a bad input file, ClickHouse, disk, network, an error answered
+     by serve; the message says which
+  2  usage or configuration: fix the flag, argument or key the message names
+  3  export: another export is writing to the same folder; run it again
+     once that one has finished
+  4  import: some lines were rejected (listed in the reject file); the
+     others were imported
 `
 
 // run is the whole program; main only wires it to the process.
@@ -73,7 +103,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "schema":
 		return runSchema(ctx, rest, getenv, stdout, stderr)
 	case "urlmap", "teammap":
-		return runMapLoad(ctx, cmd, rest, getenv, stdout, stderr)
+		return runMaps(ctx, cmd, rest, getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		return runVersion(stdout)
 	case "help", "-h", "--help", "-help":

@@ -11,15 +11,14 @@ import (
 	"github.com/imbridge/imbridge/store"
 )
 
-// errNotYet marks commands whose issue has not landed yet; they parse their
-// flags and configuration so scripts can be written against them.
-var errNotYet = errors.New("not yet implemented in this version")
-
 func runSchema(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlagSet("schema", "schema [--config FILE] [--apply]", stderr)
 	apply := fs.Bool("apply", false, "apply the migrations to the configured ClickHouse (managed or clickhouse.dsn) instead of printing them")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("schema: unexpected argument %q: schema takes only flags (imbridge schema --help)", fs.Arg(0))
 	}
 	cfg, err := loadConfig(getenv, *cfgPath)
 	if err != nil {
@@ -45,38 +44,6 @@ func runSchema(ctx context.Context, args []string, getenv func(string) string, s
 	return nil
 }
 
-func runImport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs, cfgPath := newFlagSet("import", "import [--config FILE] --source NAME FILE...", stderr)
-	source := fs.String("source", "", "`name` of the provider whose history files these are (native, easemob, tencent, rongcloud, yunxin)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *source == "" {
-		return usageError("import: --source is required")
-	}
-	if fs.NArg() == 0 {
-		return usageError("import: name at least one FILE (or - for stdin)")
-	}
-	if _, err := loadConfig(getenv, *cfgPath); err != nil {
-		return err
-	}
-	return fmt.Errorf("import: %w", errNotYet)
-}
-
-func runMapLoad(ctx context.Context, which string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs, cfgPath := newFlagSet(which, which+" load [--config FILE] FILE", stderr)
-	if len(args) == 0 || args[0] != "load" {
-		fs.Usage()
-		return usageError("%s: the only subcommand is load", which)
-	}
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError("%s load: name one CSV file", which)
-	}
-	if _, err := loadConfig(getenv, *cfgPath); err != nil {
-		return err
-	}
-	return fmt.Errorf("%s load: %w", which, errNotYet)
-}
+// errNotYet marks commands whose issue has not landed yet; they parse their
+// flags and configuration so scripts can be written against them.
+var errNotYet = errors.New("not yet implemented in this version")

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
@@ -17,6 +16,7 @@ import (
 	"github.com/imbridge/imbridge/config"
 	"github.com/imbridge/imbridge/exporter"
 	"github.com/imbridge/imbridge/handler"
+	"github.com/imbridge/imbridge/listener"
 	"github.com/imbridge/imbridge/metrics"
 	"github.com/imbridge/imbridge/pipeline"
 	"github.com/imbridge/imbridge/tcpack"
@@ -26,6 +26,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs, cfgPath := newFlagSet("serve", "serve [--config FILE]", stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("serve: unexpected argument %q: serve takes only flags (imbridge serve --help)", fs.Arg(0))
 	}
 	cfg, err := loadConfig(getenv, *cfgPath)
 	if err != nil {
@@ -43,10 +46,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		debug.SetMemoryLimit(128 << 20)
 	}
 
-	// Bind first, so a taken port fails before anything is started.
-	ln, err := net.Listen("tcp", cfg.Listen)
+	// Bind first (or take the socket a holder passed down: README
+	// Deployment), so a taken port fails before anything is started.
+	ln, err := listener.Open(cfg.Listen, cfg.Name("listen"), logger)
 	if err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("%s: %w", cfg.Name("listen"), err)}
+		return &exitError{code: 2, err: err}
 	}
 	defer ln.Close()
 
@@ -56,8 +60,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer p.Close()
 
-	m := metrics.New()
-	registerGauges(m, p)
+	m, stopMetrics, err := startMetrics(cfg.Config, p, logger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	var allow []netip.Prefix
 	for _, a := range cfg.Pull.Allow {
 		pfx, _ := config.ParsePrefix(a)
@@ -66,16 +73,17 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	sources := enabledSources(cfg.Sources)
 	st := p.Store.Store
 	h := handler.NewServer(handler.Deps{
-		Logger:       logger,
-		Metrics:      m,
-		Ingest:       p.Ingester,
-		Lines:        st,
-		Watermark:    p.Loader.Watermark,
-		Ready:        p.Ready,
-		Sources:      sources,
-		Admin:        adminAPI(cfg.Config, p),
-		Pull:         handler.PullConfig{Token: cfg.Pull.Token, Allow: allow, Cutoff: cfg.Migration.Cutoff},
-		MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
+		Logger:          logger,
+		Metrics:         m,
+		Ingest:          p.Ingester,
+		Lines:           st,
+		Watermark:       p.Loader.Watermark,
+		Ready:           p.Ready,
+		Sources:         sources,
+		Admin:           adminAPI(cfg.Config, p),
+		Pull:            handler.PullConfig{Token: cfg.Pull.Token, Allow: allow, Cutoff: cfg.Migration.Cutoff},
+		MaxBodyBytes:    cfg.Ingest.MaxBodyBytes,
+		SeparateMetrics: cfg.Metrics.Listen != "",
 	})
 	srv := &http.Server{
 		Handler:     h,
@@ -90,8 +98,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		go servePprof(cfg.Debug.PprofListen, logger)
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String())
+	go func() { served <- ln.Serve(srv) }()
+	logger.Info("listening", ln.Describe()...)
 
 	schedCtx, stopSchedule := context.WithCancel(ctx)
 	defer stopSchedule()
@@ -113,7 +121,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
+	if err := ln.Shutdown(shutdownCtx, srv); err != nil {
 		logger.Warn("http shutdown incomplete", "err", err)
 	}
 	stopSchedule() // a run going now fails, removes its files and is recorded as failed
@@ -123,19 +131,32 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	return nil
 }
 
-func registerGauges(m *metrics.Metrics, p *pipeline.Pipeline) {
+func registerGauges(m *metrics.Metrics, p *pipeline.Pipeline, cfg config.Config, logger *slog.Logger) {
 	sp, ld := p.Spool, p.Loader
 	m.Gauge("imbridge_spool_bytes", "Bytes of spooled records not yet released.", func() float64 { return float64(sp.Stats().Bytes) })
+	m.Gauge("imbridge_spool_unloaded_bytes", "Bytes of spooled records not yet in ClickHouse: what counts against spool.max_bytes.", func() float64 { return float64(sp.Stats().Unloaded) })
+	m.Gauge("imbridge_spool_max_bytes", "spool.max_bytes: ingest answers 503 when imbridge_spool_unloaded_bytes reaches it.", func() float64 { return float64(cfg.Spool.MaxBytes) })
+	m.Gauge("imbridge_spool_oldest_unloaded_age_seconds", "How long the oldest message not yet in ClickHouse has been waiting; 0 when none waits.", func() float64 {
+		if at, ok := ld.OldestUnloaded(); ok {
+			return max(0, time.Since(at).Seconds())
+		}
+		return 0
+	})
 	m.Gauge("imbridge_spool_last_seq", "Seq of the last durable message.", func() float64 { return float64(sp.LastSeq()) })
 	m.Counter("imbridge_spool_commits_total", "Fsync'd append batches (group commits).", func() float64 { return float64(sp.Stats().Commits) })
 	m.Gauge("imbridge_spool_dedup_keys", "Messages remembered for de-duplication (an estimate).", func() float64 { return float64(sp.Stats().DedupKeys) })
 	m.Counter("imbridge_spool_refused_total", "Messages refused because the spool was full.", func() float64 { return float64(sp.Stats().Refused) })
 	m.Gauge("imbridge_loader_watermark", "Highest seq such that every seq up to it is in ClickHouse.", func() float64 { return float64(ld.Watermark()) })
 	m.Gauge("imbridge_loader_lag", "Spooled messages not yet in ClickHouse.", func() float64 { return float64(ld.Lag()) })
+	m.Counter("imbridge_loader_batches_total", "INSERT batches loaded into ClickHouse (messages and recalls).", func() float64 { return float64(ld.Stats().Inserts) })
 	m.Counter("imbridge_loader_rows_total", "Rows inserted into messages.", func() float64 { return float64(ld.Stats().Rows) })
 	m.Counter("imbridge_loader_held_total", "Rows inserted held: team messages of a group without a team mapping.", func() float64 { return float64(ld.Stats().Held) })
-	m.Counter("imbridge_loader_failures_total", "Failed load attempts (retried).", func() float64 { return float64(ld.Stats().Failures) })
+	m.Counter("imbridge_loader_recalls_total", "Rows inserted into recalls.", func() float64 { return float64(ld.Stats().Recalls) })
+	m.Counter("imbridge_loader_errors_total", "Failed load attempts (each is retried).", func() float64 { return float64(ld.Stats().Failures) })
 	m.Counter("imbridge_reissued_total", "Messages re-issued because a new mapping changed them.", func() float64 { return float64(p.Reissuer.Copies()) })
+	if cfg.Metrics.AuditInterval > 0 {
+		m.RegisterAudit(metrics.AuditOptions{Fetch: auditGauges(p, cfg), Interval: cfg.Metrics.AuditInterval, Logger: logger})
+	}
 }
 
 // adminAPI is the admin API of this serve, nil when admin.token is not set.
@@ -161,6 +182,10 @@ func adminAPI(cfg config.Config, p *pipeline.Pipeline) *handler.Admin {
 		},
 		PutTeam: st.PutTeamMappings,
 		PutURL:  st.PutURLMappings,
+		Import:  p.Ingester,
+		// The map loaders' CSV files, streamed.
+		LoadTeamCSV: serveMapLoad(st, "teammap"),
+		LoadURLCSV:  serveMapLoad(st, "urlmap"),
 	}
 }
 
