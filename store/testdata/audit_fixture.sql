@@ -1,0 +1,47 @@
+-- A small migration, the same on ClickHouse 18.16 (store tests) and on chdb's
+-- current engine (test/chdb): every audit query in the README finds rows in it.
+-- Times are Unix seconds (2026-11-01 10:00 UTC = 1793527200), so the data is
+-- the same in any time zone. One INSERT … SELECT per row: 18.16 hangs on
+-- inline VALUES sent by the native driver, and UNION ALL wants equal types.
+--
+-- Day 1: alice→bob text (delivered, exported), bob→alice image with an
+-- unmapped URL, two held team messages (tencent @TGS#1: never mapped;
+-- easemob g-42: mapped to tid 900 and re-issued as seq 7), carol→alice text
+-- recalled after delivery.
+INSERT INTO messages (seq, origin, source, source_msg_id, recall_key, scene, type, msgid, from_account, to_account, create_time, created_at, client_type, body, ext, line, received_at) SELECT 1, 1, 'native', '1001', '1001', 'p2p', 0, 1001, 'alice', 'bob', 1793527200000, toDateTime(1793527200), 2, 'hello bob', '', '{"data":{"ext":"","clientType":"2","createTime":1793527200000,"msgid":1001,"from":"alice","to":"bob","body":"hello bob"},"type":0}', toDateTime(1793527205);
+INSERT INTO messages (seq, origin, source, source_msg_id, recall_key, scene, type, msgid, from_account, to_account, create_time, created_at, client_type, attach, attach_url, ext, line, received_at) SELECT 2, 2, 'tencent', 'tc-2', 'tc-2', 'p2p', 1, 1002, 'bob', 'alice', 1793527250000, toDateTime(1793527250), 1, '{"url":"https://old.example/img1.jpg","ext":"jpg","w":640,"h":480}', 'https://old.example/img1.jpg', '', '{"data":{"ext":"","clientType":"1","createTime":1793527250000,"msgid":1002,"from":"bob","to":"alice","attach":"{\\"url\\":\\"https://old.example/img1.jpg\\"}"},"type":1}', toDateTime(1793527260);
+INSERT INTO messages (seq, origin, source, source_msg_id, recall_key, scene, type, msgid, from_account, group_id, create_time, created_at, client_type, body, ext, held, received_at) SELECT 3, 3, 'tencent', 'tc-3', 'tc-3', 'team', 0, 1003, 'alice', '@TGS#1', 1793527310000, toDateTime(1793527310), 16, 'hi team', '', 1, toDateTime(1793527320);
+INSERT INTO messages (seq, origin, source, source_msg_id, recall_key, scene, type, msgid, from_account, group_id, create_time, created_at, client_type, body, ext, held, received_at) SELECT 4, 4, 'easemob', 'em-4', 'em-4', 'team', 0, 1004, 'carol', 'g-42', 1793527370000, toDateTime(1793527370), 32, 'standup at 10', '', 1, toDateTime(1793527380);
+INSERT INTO messages (seq, origin, source, source_msg_id, recall_key, scene, type, msgid, from_account, to_account, create_time, created_at, client_type, body, ext, line, received_at) SELECT 5, 5, 'easemob', 'em-5', 'em-5', 'p2p', 0, 1005, 'carol', 'alice', 1793527430000, toDateTime(1793527430), 32, 'oops', '', '{"data":{"ext":"","clientType":"32","createTime":1793527430000,"msgid":1005,"from":"carol","to":"alice","body":"oops"},"type":0}', toDateTime(1793527440);
+-- Day 2: alice→bob text (not delivered yet), the re-issued copy of seq 4,
+-- dave→alice video whose URL is mapped, alice→carol text recalled before
+-- anyone pulled it, and seq 1 imported again after the de-duplication window.
+INSERT INTO messages (seq, origin, source, source_msg_id, recall_key, scene, type, msgid, from_account, to_account, create_time, created_at, client_type, body, ext, line, received_at) SELECT 6, 6, 'native', '1006', '1006', 'p2p', 0, 1006, 'alice', 'bob', 1793613590000, toDateTime(1793613590), 2, 'see you', '', '{"data":{"ext":"","clientType":"2","createTime":1793613590000,"msgid":1006,"from":"alice","to":"bob","body":"see you"},"type":0}', toDateTime(1793613600);
+INSERT INTO messages (seq, origin, source, source_msg_id, recall_key, scene, type, msgid, from_account, tid, group_id, create_time, created_at, client_type, body, ext, line, render_version, received_at) SELECT 7, 4, 'easemob', 'em-4', 'em-4', 'team', 0, 1004, 'carol', 900, 'g-42', 1793527370000, toDateTime(1793527370), 32, 'standup at 10', '', '{"data":{"ext":"","clientType":32,"createTime":1793527370000,"msgid":1004,"accid":"carol","tid":900,"body":"standup at 10"},"type":0}', 1, toDateTime(1793527380);
+INSERT INTO messages (seq, origin, source, source_msg_id, recall_key, scene, type, msgid, from_account, to_account, create_time, created_at, client_type, attach, attach_url, ext, line, render_version, received_at) SELECT 8, 8, 'rongcloud', 'rc-8', 'rc-8', 'p2p', 3, 1008, 'dave', 'alice', 1793613650000, toDateTime(1793613650), 2, '{"url":"https://old.example/v1.mp4","dur":12000}', 'https://old.example/v1.mp4', '', '{"data":{"ext":"","clientType":"2","createTime":1793613650000,"msgid":1008,"from":"dave","to":"alice","attach":"{\\"url\\":\\"https://nos.example/v1.mp4\\"}"},"type":3}', 2, toDateTime(1793613660);
+INSERT INTO messages (seq, origin, source, source_msg_id, recall_key, scene, type, msgid, from_account, to_account, create_time, created_at, client_type, body, ext, line, received_at) SELECT 9, 9, 'easemob', 'em-9', 'em-9', 'p2p', 0, 1009, 'alice', 'carol', 1793613710000, toDateTime(1793613710), 32, 'wrong chat', '', '{"data":{"ext":"","clientType":"32","createTime":1793613710000,"msgid":1009,"from":"alice","to":"carol","body":"wrong chat"},"type":0}', toDateTime(1793613720);
+INSERT INTO messages (seq, origin, source, source_msg_id, recall_key, scene, type, msgid, from_account, to_account, create_time, created_at, client_type, body, ext, line, received_at) SELECT 10, 10, 'native', '1001', '1001', 'p2p', 0, 1001, 'alice', 'bob', 1793527200000, toDateTime(1793527200), 2, 'hello bob', '', '{"data":{"ext":"","clientType":"2","createTime":1793527200000,"msgid":1001,"from":"alice","to":"bob","body":"hello bob"},"type":0}', toDateTime(1793613780);
+-- Recalls: of seq 5 (after delivery), of seq 9 (before any pull), and of a
+-- message that never arrived.
+INSERT INTO recalls (seq, source, recall_key, recall_id, operator, recalled_at, recall_time, received_at) SELECT 11, 'easemob', 'em-5', 'rc-ev-1', 'carol', toDateTime(1793531000), 1793531000000, toDateTime(1793531001);
+INSERT INTO recalls (seq, source, recall_key, recall_id, operator, recalled_at, recall_time, received_at) SELECT 12, 'easemob', 'em-9', 'rc-ev-2', 'alice', toDateTime(1793613730), 1793613730000, toDateTime(1793613731);
+INSERT INTO recalls (seq, source, recall_key, recall_id, operator, recalled_at, recall_time, received_at) SELECT 13, 'easemob', 'em-404', 'rc-ev-3', 'dave', toDateTime(1793613790), 1793613790000, toDateTime(1793613791);
+-- Pulls: yunxin received seqs 1–5; its next response (5–10) was not received
+-- in full; "backup" read everything with an explicit cursor.
+INSERT INTO deliveries (delivered_at, puller, cursor_from, cursor_to, count, bytes, remote_addr, advanced, duration_ms) SELECT toDateTime(1793530800), 'yunxin', 0, 5, 3, 412, '203.0.113.7', 1, 18;
+INSERT INTO deliveries (delivered_at, puller, cursor_from, cursor_to, count, bytes, remote_addr, advanced, duration_ms) SELECT toDateTime(1793617200), 'yunxin', 5, 10, 4, 598, '203.0.113.7', 0, 30012;
+INSERT INTO deliveries (delivered_at, puller, cursor_from, cursor_to, count, bytes, remote_addr, advanced, duration_ms) SELECT toDateTime(1793617300), 'backup', 0, 10, 6, 1010, '10.0.0.5', 0, 25;
+-- Maps: g-42 → tid 900 (version 1, re-issued), the video URL (version 2);
+-- @TGS#1 → 901 was being loaded as version 3 when the loader died: never
+-- committed, so it does not count.
+INSERT INTO team_map (source, group_id, tid, version, added_at) SELECT 'easemob', 'g-42', 900, 1, toDateTime(1793530000);
+INSERT INTO team_map (source, group_id, tid, version, added_at) SELECT 'tencent', '@TGS#1', 901, 3, toDateTime(1793614000);
+INSERT INTO map_versions (version, kind, entries, committed_at) SELECT 1, 'team', 1, toDateTime(1793530001);
+INSERT INTO url_map (old_url, new_url, version, added_at) SELECT 'https://old.example/v1.mp4', 'https://nos.example/v1.mp4', 2, toDateTime(1793613620);
+INSERT INTO map_versions (version, kind, entries, committed_at) SELECT 2, 'url', 1, toDateTime(1793613621);
+INSERT INTO map_reissues (version, messages, done_at) SELECT 1, 1, toDateTime(1793530005);
+-- Export runs: r1 exported seqs 1–5 (before any cutoff); r2 failed.
+INSERT INTO export_runs (run_id, status, trigger, mode, dir, started_at, recorded_at, final, seq_from, seq_to, host, pid) SELECT '20261101T120000Z-a1b2c3', 'running', 'schedule', 'full', '/var/lib/imbridge/exports', toDateTime(1793534400), toDateTime(1793534400), 0, 0, 5, 'im1', 4242;
+INSERT INTO export_runs (run_id, status, trigger, mode, dir, started_at, recorded_at, final, seq_from, seq_to, files, lines, p2p_lines, team_lines, bytes, held, recalled, unmapped_urls, host, pid) SELECT '20261101T120000Z-a1b2c3', 'ok', 'schedule', 'full', '/var/lib/imbridge/exports', toDateTime(1793534400), toDateTime(1793534409), 1, 0, 5, '["p2p.txt"]', 2, 2, 0, 391, 2, 1, 1, 'im1', 4242;
+INSERT INTO export_runs (run_id, status, trigger, mode, dir, started_at, recorded_at, final, seq_from, seq_to, host, pid) SELECT '20261102T120000Z-d4e5f6', 'running', 'command', 'incremental', '/var/lib/imbridge/exports', toDateTime(1793620800), toDateTime(1793620800), 0, 5, 10, 'im1', 5151;
+INSERT INTO export_runs (run_id, status, trigger, mode, dir, started_at, recorded_at, final, seq_from, seq_to, error, host, pid) SELECT '20261102T120000Z-d4e5f6', 'failed', 'command', 'incremental', '/var/lib/imbridge/exports', toDateTime(1793620800), toDateTime(1793620803), 1, 5, 10, 'write p2p.txt: no space left on device', 'im1', 5151;
