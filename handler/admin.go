@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/imbridge/imbridge/metrics"
 	"github.com/imbridge/imbridge/source"
 	"github.com/imbridge/imbridge/store"
 )
@@ -35,7 +36,7 @@ type Admin struct {
 	Import Importer
 }
 
-func routeAdmin(g *gin.RouterGroup, logger *slog.Logger, a *Admin) {
+func routeAdmin(g *gin.RouterGroup, logger *slog.Logger, m *metrics.Metrics, a *Admin) {
 	if a == nil || a.Token == "" {
 		g.Any("/*any", func(c *gin.Context) {
 			c.JSON(http.StatusNotFound, gin.H{"error": "the admin API is disabled on this server (set admin.token)"})
@@ -48,7 +49,7 @@ func routeAdmin(g *gin.RouterGroup, logger *slog.Logger, a *Admin) {
 		}
 	})
 	g.GET("/status", func(c *gin.Context) { c.JSON(http.StatusOK, a.Status(c.Request.Context())) })
-	g.POST("/import", importHandler(logger, a.Import))
+	g.POST("/import", importHandler(logger, m, a.Import))
 	g.POST("/maps/team", func(c *gin.Context) {
 		var entries []store.TeamMapping
 		if err := strictJSON(c, &entries); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/imbridge/imbridge/ingest"
 	"github.com/imbridge/imbridge/message"
+	"github.com/imbridge/imbridge/metrics"
 	"github.com/imbridge/imbridge/source"
 )
 
@@ -32,7 +33,7 @@ var sourceName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 // whole): {"accepted":n,"duplicates":d,"recalls":r,"dropped":[positions of
 // the duplicates]}. 503 (spool full, shutting down) means: send it again
 // later.
-func importHandler(logger *slog.Logger, in Importer) gin.HandlerFunc {
+func importHandler(logger *slog.Logger, m *metrics.Metrics, in Importer) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if in == nil {
 			c.JSON(http.StatusNotFound, gin.H{"error": "this server does not take imports"})
@@ -67,6 +68,7 @@ func importHandler(logger *slog.Logger, in Importer) gin.HandlerFunc {
 			writeError(c, logger, err)
 			return
 		}
+		m.CountImport(src, metrics.ImportCounts{Accepted: res.Accepted, Duplicates: res.Duplicates, Recalls: res.Recalls})
 		dropped := res.Dropped
 		if dropped == nil {
 			dropped = []int{}

@@ -97,7 +97,7 @@ func NewServer(d Deps) http.Handler {
 			cb.POST("/"+name, sourceDisabled(name))
 		}
 	}
-	routeAdmin(r.Group("/v1/admin"), d.Logger, d.Admin)
+	routeAdmin(r.Group("/v1/admin"), d.Logger, d.Metrics, d.Admin)
 
 	newReceipt := d.Receipt
 	if newReceipt == nil {

@@ -118,6 +118,16 @@ func TestImportThroughServe(t *testing.T) {
 		t.Fatalf("reject file: %s %v", rej, err)
 	}
 
+	m := scrapeMetrics(t, s.base)
+	for series, want := range map[string]float64{
+		`imbridge_import_messages_total{outcome="accepted",source="native"}`:  499,
+		`imbridge_import_messages_total{outcome="duplicate",source="native"}`: 1,
+	} {
+		if m[series] != want {
+			t.Errorf("%s = %v, want %v", series, m[series], want)
+		}
+	}
+
 	started := time.Now()
 	out, code = runImport(t, s, "--source", "native", file)
 	if code != 0 || !strings.Contains(out, "already imported whole") {
