@@ -256,7 +256,7 @@ type rejection struct {
 func importFile(ctx context.Context, name string, o Options, rej *rejects) (res FileResult) {
 	res.Name = name
 	started := o.Now()
-	cp := store.ImportCheckpoint{Source: o.Source, Format: o.Format, File: name, RunID: o.RunID, Host: o.Host, StartedAt: started, Size: -1}
+	cp := store.ImportCheckpoint{Source: o.Source, Format: checkpointFormat(o), File: name, RunID: o.RunID, Host: o.Host, StartedAt: started, Size: -1}
 	if name != "-" {
 		sum, err := fileSHA256(name)
 		if err != nil {
@@ -264,7 +264,7 @@ func importFile(ctx context.Context, name string, o Options, rej *rejects) (res 
 			return res
 		}
 		res.SHA256, cp.SHA256 = sum, sum
-		prev, ok, err := o.Checkpoints.LastImport(ctx, sum, o.Source, o.Format)
+		prev, ok, err := o.Checkpoints.LastImport(ctx, sum, o.Source, cp.Format)
 		if err != nil {
 			res.Err = fmt.Errorf("reading its checkpoint: %w", err)
 			return res
@@ -345,6 +345,8 @@ func importFile(ctx context.Context, name string, o Options, rej *rejects) (res 
 			select {
 			case work <- j:
 			case <-runCtx.Done():
+				// Never processed: the consumer must not count it durable.
+				j.out.err = runCtx.Err()
 				close(j.done)
 				return
 			}
@@ -447,6 +449,21 @@ func importFile(ctx context.Context, name string, o Options, rej *rejects) (res 
 	}
 	record(store.ImportDone, "")
 	return res
+}
+
+// checkpointFormat is the format a file's checkpoints are keyed by: the
+// format, and the Tencent options when given (--chat-type, --group change
+// what the same bytes decode to, so a file read without them is not one
+// read with them).
+func checkpointFormat(o Options) string {
+	f := o.Format
+	if o.Tencent.ChatType != "" {
+		f += " chat-type=" + o.Tencent.ChatType
+	}
+	if o.Tencent.GroupID != "" {
+		f += " group=" + o.Tencent.GroupID
+	}
+	return f
 }
 
 func closed(c chan struct{}) bool {

@@ -632,7 +632,7 @@ func (l *load) checkTeamChanges(ctx context.Context, current uint64) error {
 			return err
 		}
 		var n uint64
-		if err := l.s.conn.QueryRow(ctx, `SELECT count() FROM messages WHERE source = ? AND group_id = ? AND held = 0`,
+		if err := l.s.conn.QueryRow(ctx, `SELECT toUInt64(uniqExact(origin)) FROM messages WHERE source = ? AND group_id = ? AND held = 0`,
 			c.source, c.grp).Scan(&n); err != nil {
 			return err
 		}

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
 
 func row(seq uint64) store.Message {
 	return store.Message{
-		Seq: seq, Source: "native", SourceMsgID: fmt.Sprint(seq), Scene: "p2p", Type: 0, MsgID: int64(seq),
+		Seq: seq, Origin: seq, Source: "native", SourceMsgID: fmt.Sprint(seq), Scene: "p2p", Type: 0, MsgID: int64(seq),
 		From: "aaa", To: "bbb", CreateTime: 1513685265481 + int64(seq), ClientType: 2, Body: "测试",
 		Line: fmt.Sprintf(`{"n":%d}`, seq), ReceivedAt: time.Now().UnixMilli(),
 	}
