@@ -168,9 +168,20 @@ func handlePull(logger *slog.Logger, m *metrics.Metrics, lines lineStore, waterm
 		if err != nil {
 			// The status is sent; the only honest signal left is to break
 			// the connection so the puller sees an incomplete response.
-			m.PullResponses.WithLabelValues(puller, "aborted").Inc()
-			rlog.Error("pull aborted mid-stream; cursor not advanced", "puller", req.name, "err", err,
-				"cursor", req.cursor, "lines_written", count)
+			if ctx.Err() != nil {
+				// The puller went away: not ClickHouse failing.
+				outcome := "not_advanced"
+				if req.hasCursor {
+					outcome = "explicit_cursor"
+				}
+				m.PullResponses.WithLabelValues(puller, outcome).Inc()
+				rlog.Warn("the puller went away mid-response; cursor not advanced", "puller", req.name, "err", err,
+					"cursor", req.cursor, "lines_written", count)
+			} else {
+				m.PullResponses.WithLabelValues(puller, "aborted").Inc()
+				rlog.Error("pull aborted mid-stream; cursor not advanced", "puller", req.name, "err", err,
+					"cursor", req.cursor, "lines_written", count)
+			}
 			recordDelivery(rlog, lines, store.Delivery{
 				At: start, Puller: req.name, CursorFrom: req.cursor, CursorTo: filter.UpTo, Count: count, Bytes: size,
 				RemoteAddr: c.ClientIP(), Duration: time.Since(start),

@@ -78,7 +78,9 @@ func NewServer(d Deps) http.Handler {
 	r := gin.New()
 	// Pull's allowlist must see the real peer, not a forwarded header.
 	_ = r.SetTrustedProxies(nil)
-	r.Use(recoverer(d.Logger), requestLog(d.Logger, d.Metrics))
+	// requestLog outside recoverer: a request answered 500 after a panic
+	// still has its request line and is counted.
+	r.Use(requestLog(d.Logger, d.Metrics), recoverer(d.Logger))
 
 	r.GET("/healthz", handleHealthz())
 	r.GET("/readyz", handleReadyz(d.Ready))
@@ -230,6 +232,7 @@ func requestLog(logger *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
 		cnt.Inc()
 		obs.Observe(took.Seconds())
 	}
+	finish := logRequest(logger, record)
 	return func(c *gin.Context) {
 		start := time.Now()
 		id := c.GetHeader("X-Request-Id")
@@ -238,7 +241,30 @@ func requestLog(logger *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
 		}
 		c.Set(requestIDKey, id)
 		c.Header("X-Request-Id", id)
+		aborted := true
+		defer func() {
+			if !aborted {
+				return
+			}
+			// Only http.ErrAbortHandler gets past recoverer: a response
+			// broken mid-stream is a request too, logged and counted with
+			// the status it was sent with, before the panic goes on.
+			r := recover()
+			finish(c, id, start, true)
+			if r != nil {
+				panic(r)
+			}
+		}()
 		c.Next()
+		aborted = false
+		finish(c, id, start, false)
+	}
+}
+
+// logRequest returns the function that logs and counts one request, once
+// it is answered (or aborted).
+func logRequest(logger *slog.Logger, record func(route string, status int, took time.Duration)) func(c *gin.Context, id string, start time.Time, aborted bool) {
+	return func(c *gin.Context, id string, start time.Time, aborted bool) {
 		route := c.FullPath()
 		if route == "" {
 			route = "unmatched"
@@ -263,6 +289,9 @@ func requestLog(logger *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
 				p = p[:200] + "…"
 			}
 			attrs = append(attrs, slog.String("path", p))
+		}
+		if aborted {
+			attrs = append(attrs, slog.Bool("aborted", true))
 		}
 		logger.LogAttrs(ctx, level, "request", attrs...)
 	}

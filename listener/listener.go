@@ -114,11 +114,18 @@ func inheritedFiles(logger *slog.Logger) ([]*os.File, error) {
 	if fds == "" {
 		return nil, nil
 	}
-	if n, err := strconv.Atoi(fds); err != nil || n < 0 {
+	n, err := strconv.Atoi(fds)
+	if err != nil || n < 0 {
 		clearActivationEnv()
 		return nil, fmt.Errorf("LISTEN_FDS=%q is not a number of sockets", fds)
 	}
 	if pid != strconv.Itoa(os.Getpid()) {
+		// Not ours to take, but the descriptors are in this process all
+		// the same: keep them from the processes serve starts (the
+		// managed clickhouse-server would hold the port).
+		for fd := listenFDsStart; fd < listenFDsStart+min(n, maxListenFDs); fd++ {
+			unix.CloseOnExec(fd)
+		}
 		logger.Warn("LISTEN_FDS is set but LISTEN_PID is not this process: ignoring the inherited sockets and binding listen; a holder must set LISTEN_PID to serve's own pid, e.g. sh -c 'LISTEN_PID=$$ exec imbridge serve'",
 			"LISTEN_FDS", fds, "LISTEN_PID", pid, "pid", os.Getpid())
 		clearActivationEnv()
@@ -128,6 +135,14 @@ func inheritedFiles(logger *slog.Logger) ([]*os.File, error) {
 	// close-on-exec and names them from LISTEN_FDNAMES.
 	return activation.Files(true), nil
 }
+
+// listenFDsStart is the first descriptor of the LISTEN_FDS protocol;
+// maxListenFDs bounds how many are marked close-on-exec when they are not
+// taken.
+const (
+	listenFDsStart = 3
+	maxListenFDs   = 1024
+)
 
 func clearActivationEnv() {
 	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {

@@ -54,7 +54,8 @@ type Metrics struct {
 	// outcome: advanced (received in full: the stored cursor moved),
 	// not_advanced (not provably received: the next pull starts again),
 	// explicit_cursor (a cursor was given: the stored one never moves),
-	// aborted (ClickHouse failed mid-stream: the connection was broken).
+	// aborted (ClickHouse failed mid-stream: the connection was broken; a
+	// puller hanging up mid-stream is not_advanced or explicit_cursor).
 	// Refused pulls are in imbridge_http_requests_total{route="/v1/pull"}.
 	PullResponses *prometheus.CounterVec
 	// PullMessages and PullBytes count what pull responses carried, per

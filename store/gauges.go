@@ -90,7 +90,13 @@ func (s *Store) Gauges(ctx context.Context, f LineFilter, always string, maxPull
 		found = found || p.Name == always
 	}
 	if !found && always != "" {
-		g.Pullers = append(g.Pullers, PullerPosition{Name: always})
+		// Past the LIMIT (more pullers sort before it) or never advanced:
+		// its own cursor, not 0.
+		c, err := s.PullCursor(ctx, always)
+		if err != nil {
+			return g, err
+		}
+		g.Pullers = append(g.Pullers, PullerPosition{Name: always, Cursor: c})
 	}
 	for i := range g.Pullers {
 		p := &g.Pullers[i]

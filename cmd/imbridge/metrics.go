@@ -60,6 +60,23 @@ func auditGauges(p *pipeline.Pipeline, cfg config.Config) func(context.Context) 
 		for _, pp := range g.Pullers {
 			snap.Pullers = append(snap.Pullers, metrics.PullerState{Name: pp.Name, Cursor: pp.Cursor, OldestUndelivered: pp.OldestWaiting})
 		}
+		snap.Pullers = pullerFirst(snap.Pullers, "yunxin")
 		return snap, nil
 	}
+}
+
+// pullerFirst moves the puller named name to the front. The audit gauges
+// give puller labels to the first metrics.MaxPullers names they meet, and
+// the store lists pullers alphabetically (the default one last when past
+// its limit): after a restart, a scrape before the first pull would
+// otherwise fold the default puller into "other" for good.
+func pullerFirst(ps []metrics.PullerState, name string) []metrics.PullerState {
+	for i, p := range ps {
+		if p.Name == name {
+			copy(ps[1:i+1], ps[:i])
+			ps[0] = p
+			break
+		}
+	}
+	return ps
 }
