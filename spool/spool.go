@@ -640,15 +640,50 @@ func (s *Spool) writeLoop() {
 			clear(b.group)
 			clear(b.slab) // let the records' buffers go; the tail keeps what it needs
 			b.group, b.slab, b.ptrs, b.added = b.group[:0], b.slab[:0], b.ptrs[:0], b.added[:0]
+			b.trim()
 			s.free <- b
 		}
 		clear(bs)
+		w.trim()
 	}
 }
 
 // maxCoalesce bounds how many sequenced batches share one fsync (and so the
 // batches in flight).
 const maxCoalesce = 16
+
+// keepScratch is the most records a reused batch (and the writer's scratch)
+// keeps room for between groups. Callbacks come a few records per request
+// and fit; an import batch of thousands of records gets its room afresh
+// (one allocation per batch) instead of every one of the 2×maxCoalesce
+// pooled batches keeping the largest group it ever saw, for good.
+const keepScratch = 4096
+
+// trim lets go of scratch space grown past keepScratch records.
+func (b *batch) trim() {
+	if cap(b.slab) > keepScratch {
+		b.slab = nil
+	}
+	if cap(b.ptrs) > keepScratch {
+		b.ptrs = nil
+	}
+	if cap(b.added) > keepScratch {
+		b.added = nil
+	}
+	if cap(b.offs) > offsetLen*keepScratch {
+		b.offs = nil
+	}
+}
+
+// trim lets go of scratch space grown past keepScratch records.
+func (w *writeScratch) trim() {
+	if cap(w.ptrs) > keepScratch {
+		w.ptrs = nil
+	}
+	if cap(w.added) > keepScratch {
+		w.added = nil
+	}
+}
 
 // writeScratch is the writer's scratch space, reused from one write to the
 // next.

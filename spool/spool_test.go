@@ -1000,3 +1000,24 @@ func TestLoadedRecordsDoNotCountAgainstMaxBytes(t *testing.T) {
 		t.Fatalf("after release: %+v", st)
 	}
 }
+
+// A group of thousands of records (an import batch) gets its scratch space
+// for that group only: the pooled batches go back to the pool with room for
+// at most keepScratch records, so the 2×maxCoalesce of them do not each keep
+// the largest group they ever saw.
+func TestLargeGroupsLeaveNoScratchBehind(t *testing.T) {
+	s := mustOpen(t, t.TempDir(), Options{})
+	for round := 0; round < 3; round++ {
+		appendN(t, s, round*20_000+1, (round+1)*20_000)
+	}
+	if err := s.Close(); err != nil { // the writer has returned every batch
+		t.Fatal(err)
+	}
+	for len(s.free) > 0 {
+		b := <-s.free
+		if cap(b.slab) > keepScratch || cap(b.ptrs) > keepScratch || cap(b.added) > keepScratch || cap(b.offs) > offsetLen*keepScratch {
+			t.Fatalf("a pooled batch keeps room for %d records (ptrs %d, keys %d, offsets %d bytes), want at most %d",
+				cap(b.slab), cap(b.ptrs), cap(b.added), cap(b.offs), keepScratch)
+		}
+	}
+}
