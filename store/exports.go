@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -121,53 +120,22 @@ const ExportWindow = 1 << 18
 // a window overlaps the writing of the one before.
 func (s *Store) StreamExport(ctx context.Context, f ExportFilter, fn func(scene string, typ uint16, line string) error) (dups uint64, err error) {
 	defer wrap(&err, "store.StreamExport(%d, %d]", f.After, f.UpTo)
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	windows := make(chan *exportWindow, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(windows)
-		for lo := f.After; lo < f.UpTo; {
-			hi := min(f.UpTo, lo+ExportWindow)
-			w := &exportWindow{batches: make(chan []exportRow, 4)}
-			select {
-			case windows <- w:
-			case <-ctx.Done():
-				return
-			}
-			wf := f
-			wf.After, wf.UpTo = lo, hi
-			wg.Add(1)
-			go func() { defer wg.Done(); s.fetchExportWindow(ctx, wf, f.UpTo, w) }()
-			lo = hi
-		}
-	}()
 	seen := make(map[uint64]struct{}, ExportWindow/4)
-	for w := range windows {
-		clear(seen)
-		for batch := range w.batches {
-			for i := range batch {
-				r := &batch[i]
-				if !r.copy { // a copy is the newer rendering: always written
-					if _, dup := seen[r.identity]; dup {
-						dups++
-						continue
-					}
-					seen[r.identity] = struct{}{}
-				}
-				if err := fn(r.scene, r.typ, r.line); err != nil {
-					return dups, err
-				}
+	err = streamWindows(ctx, f.After, f.UpTo, ExportWindow, func(ctx context.Context, lo, hi uint64, emit func(exportRow) bool) error {
+		wf := f
+		wf.After, wf.UpTo = lo, hi
+		return s.fetchExportWindow(ctx, wf, f.UpTo, emit)
+	}, func() { clear(seen) }, func(r exportRow) error {
+		if !r.copy { // a copy is the newer rendering: always written
+			if _, dup := seen[r.identity]; dup {
+				dups++
+				return nil
 			}
+			seen[r.identity] = struct{}{}
 		}
-		if w.err != nil {
-			return dups, w.err
-		}
-	}
-	return dups, ctx.Err()
+		return fn(r.scene, r.typ, r.line)
+	})
+	return dups, err
 }
 
 type exportRow struct {
@@ -178,55 +146,26 @@ type exportRow struct {
 	line     string
 }
 
-// exportWindow is one window's rows on their way, in batches; err is set
-// before batches is closed.
-type exportWindow struct {
-	batches chan []exportRow
-	err     error
-}
-
-const exportBatchRows = 4096
-
-func (s *Store) fetchExportWindow(ctx context.Context, f ExportFilter, snapshot uint64, w *exportWindow) {
-	defer close(w.batches)
+func (s *Store) fetchExportWindow(ctx context.Context, f ExportFilter, snapshot uint64, emit func(exportRow) bool) error {
 	where, args := f.rangeWhere()
 	rows, err := s.conn.Query(ctx, "SELECT cityHash64(scene, msgid, from_account, to_account, tid, group_id, create_time), origin != seq, scene, type, line"+
 		" FROM messages WHERE "+where+" AND held = 0 AND "+NotRecalled+" AND "+f.notSuperseded(snapshot)+" ORDER BY seq", args...)
 	if err != nil {
-		w.err = err
-		return
+		return err
 	}
 	defer rows.Close()
-	batch := make([]exportRow, 0, exportBatchRows)
-	send := func() bool {
-		select {
-		case w.batches <- batch:
-			batch = make([]exportRow, 0, exportBatchRows)
-			return true
-		case <-ctx.Done():
-			w.err = ctx.Err()
-			return false
-		}
-	}
 	for rows.Next() {
 		var r exportRow
 		var copied uint8
 		if err := rows.Scan(&r.identity, &copied, &r.scene, &r.typ, &r.line); err != nil {
-			w.err = err
-			return
+			return err
 		}
 		r.copy = copied == 1
-		if batch = append(batch, r); len(batch) == exportBatchRows && !send() {
-			return
+		if !emit(r) {
+			return nil
 		}
 	}
-	if err := rows.Err(); err != nil {
-		w.err = err
-		return
-	}
-	if len(batch) > 0 {
-		send()
-	}
+	return rows.Err()
 }
 
 // ExportRun is one row of export_runs.
