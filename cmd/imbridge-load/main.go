@@ -586,7 +586,7 @@ func statusKB(pid int, key string) int64 {
 // running serve, so it attaches to serve's managed ClickHouse) against
 // clickhouse-client writing the line column of the same rows to a file,
 // three times each, alternating; the medians count. The export's peak RSS
-// is its rusage maxrss.
+// is its own VmHWM (runMeasured).
 func exportBench(binary, dataDir, work string) error {
 	port, err := managedPort(dataDir)
 	if err != nil {
@@ -602,14 +602,12 @@ func exportBench(binary, dataDir, work string) error {
 		cmd := exec.Command(binary, "export", "--full", "--out", out)
 		cmd.Env = envFor(freeAddr(), dataDir)
 		cmd.Stderr = os.Stderr
-		t0 := time.Now()
-		if err := cmd.Run(); err != nil {
+		took, ownPeak, _, err := runMeasured(cmd, 0)
+		if err != nil {
 			return fmt.Errorf("imbridge export: %w", err)
 		}
-		imbTimes = append(imbTimes, time.Since(t0))
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			peakKB = max(peakKB, ru.Maxrss)
-		}
+		imbTimes = append(imbTimes, took)
+		peakKB = max(peakKB, ownPeak)
 		manifests, _ := filepath.Glob(filepath.Join(out, "*", "manifest.json"))
 		if len(manifests) != 1 {
 			return fmt.Errorf("export wrote %d manifests", len(manifests))
@@ -631,7 +629,7 @@ func exportBench(binary, dataDir, work string) error {
 		}
 		ch := exec.Command("clickhouse-client", "--port", port, "-q", query)
 		ch.Stdout = fh
-		t0 = time.Now()
+		t0 := time.Now()
 		err = ch.Run()
 		fh.Sync()
 		chTimes = append(chTimes, time.Since(t0))
@@ -708,42 +706,12 @@ func importBench(binaries []string, work string, n int) error {
 }
 
 // runImportTimed runs one import, printing its durable rate (from its
-// summary), wall time, its own peak RSS (VmHWM, sampled until it exits: the
-// rusage of a waited process would include the managed clickhouse-server a
-// standalone import starts and stops) and, with servePID, serve's peak RSS.
+// summary), wall time, its own peak RSS and, with servePID, serve's peak RSS.
 func runImportTimed(cmd *exec.Cmd, label string, servePID int) error {
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = os.Stderr
-	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%s: %w", label, err)
-	}
-	var servePeak, ownPeak atomic.Int64
-	done := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			if servePID > 0 {
-				if v := rssKB(servePID); v > servePeak.Load() {
-					servePeak.Store(v)
-				}
-			}
-			if v := statusKB(cmd.Process.Pid, "VmHWM:"); v > ownPeak.Load() {
-				ownPeak.Store(v)
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
-	err := cmd.Wait()
-	took := time.Since(t0)
-	close(done)
-	<-sampled
+	took, ownPeak, servePeak, err := runMeasured(cmd, servePID)
 	if err != nil {
 		return fmt.Errorf("%s: %w\n%s", label, err, out.String())
 	}
@@ -753,8 +721,41 @@ func runImportTimed(cmd *exec.Cmd, label string, servePID int) error {
 	}
 	serve := "-"
 	if servePID > 0 {
-		serve = fmt.Sprintf("%d MiB", servePeak.Load()>>10)
+		serve = fmt.Sprintf("%d MiB", servePeak>>10)
 	}
-	fmt.Printf("%-40s %12s %12s %6d MiB %10s\n", label, rate, took.Round(time.Millisecond), ownPeak.Load()>>10, serve)
+	fmt.Printf("%-40s %12s %12s %6d MiB %10s\n", label, rate, took.Round(time.Millisecond), ownPeak>>10, serve)
 	return nil
+}
+
+// runMeasured runs cmd to its end and returns its wall time, its own peak
+// RSS (VmHWM, KiB, sampled until it exits) and, when otherPID is set, the
+// peak RSS of that process meanwhile. Not the rusage of the waited process:
+// that includes the children it waited for (a managed clickhouse-server)
+// and, through exec, the RSS of this (large) process at fork.
+func runMeasured(cmd *exec.Cmd, otherPID int) (took time.Duration, ownPeakKB, otherPeakKB int64, err error) {
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, 0, 0, err
+	}
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if otherPID > 0 {
+				otherPeakKB = max(otherPeakKB, rssKB(otherPID))
+			}
+			ownPeakKB = max(ownPeakKB, statusKB(cmd.Process.Pid, "VmHWM:"))
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	err = cmd.Wait()
+	took = time.Since(t0)
+	close(done)
+	<-sampled
+	return took, ownPeakKB, otherPeakKB, err
 }
