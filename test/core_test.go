@@ -263,15 +263,5 @@ func storedCursorOf(t *testing.T, s *server, puller string) uint64 {
 // deliveries counts a puller's deliveries matching cond.
 func deliveries(t *testing.T, s *server, puller, cond string) int {
 	t.Helper()
-	st, err := store.Open(context.Background(), managedDSN(t, s), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var n uint64
-	if err := st.Conn().QueryRow(context.Background(),
-		"SELECT count() FROM deliveries WHERE puller = ? AND "+cond, puller).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return int(n)
+	return int(countIn(t, s, "SELECT count() FROM deliveries WHERE puller = ? AND "+cond, puller))
 }

@@ -35,16 +35,7 @@ func postStock(t *testing.T, base string, first, n int64) {
 // storedCount is how many messages serve's managed ClickHouse holds.
 func storedCount(t *testing.T, s *server) uint64 {
 	t.Helper()
-	st, err := store.Open(context.Background(), managedDSN(t, s), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var n uint64
-	if err := st.Conn().QueryRow(context.Background(), "SELECT count() FROM messages").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return countIn(t, s, "SELECT count() FROM messages")
 }
 
 func exportCmd(s *server, args ...string) *exec.Cmd {
