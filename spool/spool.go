@@ -639,6 +639,7 @@ func (s *Spool) writeLoop() {
 		for _, b := range bs {
 			clear(b.group)
 			clear(b.slab) // let the records' buffers go; the tail keeps what it needs
+			clear(b.ptrs) // and the pointers into it, or a slab trim drops stays alive
 			b.group, b.slab, b.ptrs, b.added = b.group[:0], b.slab[:0], b.ptrs[:0], b.added[:0]
 			b.trim()
 			s.free <- b
