@@ -94,11 +94,11 @@ func fetchBatches[T any](ctx context.Context, lo, hi uint64,
 		}
 		return true
 	})
-	if err == nil && len(batch) > 0 && !send() {
-		err = ctx.Err()
+	if err != nil {
+		return err
 	}
-	if err == nil {
-		err = ctx.Err()
+	if len(batch) > 0 {
+		send()
 	}
-	return err
+	return ctx.Err() // a row emit or send could not hand over is reported
 }
