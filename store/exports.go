@@ -204,22 +204,9 @@ func (s *Store) RecordExportRun(ctx context.Context, r ExportRun) (err error) {
 // run into dir has succeeded yet.
 func (s *Store) LastExport(ctx context.Context, dir string) (runID string, seqTo uint64, beforeMs, afterMs int64, ok bool, err error) {
 	defer wrap(&err, "store.LastExport(%s)", dir)
-	err = retryRead(ctx, func() error {
-		rows, err := s.conn.Query(ctx, `SELECT run_id, seq_to, before_ms, after_ms FROM export_runs
- WHERE status = 'ok' AND final = 1 AND dir = ? ORDER BY seq_to DESC, recorded_at DESC LIMIT 1`, dir)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		ok = false
-		if rows.Next() {
-			ok = true
-			if err := rows.Scan(&runID, &seqTo, &beforeMs, &afterMs); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	})
+	ok, err = s.firstRow(ctx, `SELECT run_id, seq_to, before_ms, after_ms FROM export_runs
+ WHERE status = 'ok' AND final = 1 AND dir = ? ORDER BY seq_to DESC, recorded_at DESC LIMIT 1`, []any{dir},
+		&runID, &seqTo, &beforeMs, &afterMs)
 	return
 }
 

@@ -47,23 +47,10 @@ func (s *Store) RecordImport(ctx context.Context, c ImportCheckpoint) (err error
 // ok is false when it was never imported.
 func (s *Store) LastImport(ctx context.Context, sha256, source, format string) (c ImportCheckpoint, ok bool, err error) {
 	defer wrap(&err, "store.LastImport(%s)", sha256)
-	err = retryRead(ctx, func() error {
-		rows, err := s.conn.Query(ctx, "SELECT "+importColumns+` FROM imports
- WHERE sha256 = ? AND source = ? AND format = ? ORDER BY updated_ms DESC, lines DESC LIMIT 1`, sha256, source, format)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		ok = false
-		if rows.Next() {
-			ok = true
-			if err := rows.Scan(&c.SHA256, &c.Source, &c.Format, &c.File, &c.Size, &c.RunID, &c.State, &c.Lines, &c.Offset,
-				&c.Records, &c.Messages, &c.Stored, &c.Duplicates, &c.Recalls, &c.Held, &c.Ignored, &c.Rejected, &c.Error,
-				&c.StartedAt, &c.UpdatedMS, &c.Host); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	})
+	ok, err = s.firstRow(ctx, "SELECT "+importColumns+` FROM imports
+ WHERE sha256 = ? AND source = ? AND format = ? ORDER BY updated_ms DESC, lines DESC LIMIT 1`, []any{sha256, source, format},
+		&c.SHA256, &c.Source, &c.Format, &c.File, &c.Size, &c.RunID, &c.State, &c.Lines, &c.Offset,
+		&c.Records, &c.Messages, &c.Stored, &c.Duplicates, &c.Recalls, &c.Held, &c.Ignored, &c.Rejected, &c.Error,
+		&c.StartedAt, &c.UpdatedMS, &c.Host)
 	return c, ok, err
 }

@@ -41,21 +41,7 @@ func (s *Store) NthSeq(ctx context.Context, f LineFilter, n int) (_ uint64, ok b
 	where, args := f.where()
 	args = append(args, n-1)
 	var seq uint64
-	err = retryRead(ctx, func() error {
-		rows, err := s.conn.Query(ctx, "SELECT seq FROM messages WHERE "+where+" ORDER BY seq LIMIT ?, 1", args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		ok = false
-		if rows.Next() {
-			if err := rows.Scan(&seq); err != nil {
-				return err
-			}
-			ok = true
-		}
-		return rows.Err()
-	})
+	ok, err = s.firstRow(ctx, "SELECT seq FROM messages WHERE "+where+" ORDER BY seq LIMIT ?, 1", args, &seq)
 	return seq, ok, err
 }
 

@@ -148,6 +148,27 @@ func (s *Store) insertRow(ctx context.Context, insert string, values ...any) err
 	return batch.Send()
 }
 
+// firstRow scans the first row q returns into dest, with retryRead; ok is
+// false when q returns no row.
+func (s *Store) firstRow(ctx context.Context, q string, args []any, dest ...any) (ok bool, err error) {
+	err = retryRead(ctx, func() error {
+		rows, err := s.conn.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		ok = false
+		if rows.Next() {
+			if err := rows.Scan(dest...); err != nil {
+				return err
+			}
+			ok = true
+		}
+		return rows.Err()
+	})
+	return ok, err
+}
+
 // retryRead runs an idempotent read, again (up to three tries) when it fails
 // on the connection rather than in the server: a pooled connection can be
 // found closed, and a read is safe to repeat.
