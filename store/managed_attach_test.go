@@ -278,9 +278,10 @@ func TestManagedSecondOpenAttaches(t *testing.T) {
 			if got := serversOf(dir); len(got) != 0 {
 				t.Errorf("after the owner's Stop, servers = %v; want none", got)
 			}
-			if answers(a.Addr()) {
-				t.Errorf("%s still answers after the owner's Stop", a.Addr())
-			}
+			// serversOf leaves out a server whose main thread is already a
+			// zombie while its other threads still close their sockets
+			// (seen once in CI), so the port is given a moment to close.
+			waitFor(t, 10*time.Second, a.Addr()+" to stop answering after the owner's Stop", func() bool { return !answers(a.Addr()) })
 			for _, f := range []string{"server.port", "server.pid"} {
 				if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 					t.Errorf("%s left after the owner's Stop", f)
