@@ -148,7 +148,7 @@ type exportRow struct {
 
 func (s *Store) fetchExportWindow(ctx context.Context, f ExportFilter, snapshot uint64, emit func(exportRow) bool) error {
 	where, args := f.rangeWhere()
-	rows, err := s.conn.Query(ctx, "SELECT cityHash64(scene, msgid, from_account, to_account, tid, group_id, create_time), origin != seq, scene, type, line"+
+	rows, err := s.conn.Query(lineBlocks(ctx), "SELECT cityHash64(scene, msgid, from_account, to_account, tid, group_id, create_time), origin != seq, scene, type, line"+
 		" FROM messages WHERE "+where+" AND held = 0 AND "+NotRecalled+" AND "+f.notSuperseded(snapshot)+" ORDER BY seq", args...)
 	if err != nil {
 		return err
