@@ -44,7 +44,8 @@ type part struct {
 	disk   *countWriter
 	gz     *gzip.Writer
 	buf    *bufio.Writer
-	raw    int64 // uncompressed bytes
+	raw    int64             // uncompressed bytes
+	types  map[uint16]uint64 // lines per type; info.Types is filled from it on close
 	info   File
 	closed bool
 }
@@ -66,7 +67,7 @@ func (s *sceneFiles) open() error {
 	if err != nil {
 		return fmt.Errorf("export file: %w", err)
 	}
-	p := &part{tmp: tmp, f: f, sum: sha256.New(), info: File{Scene: s.scene, Types: map[string]uint64{}}}
+	p := &part{tmp: tmp, f: f, sum: sha256.New(), types: map[uint16]uint64{}, info: File{Scene: s.scene}}
 	p.disk = &countWriter{w: io.MultiWriter(f, p.sum)}
 	var w io.Writer = p.disk
 	if s.gzip {
@@ -102,7 +103,7 @@ func (s *sceneFiles) write(typ uint16, line string) error {
 	}
 	p.raw += n
 	p.info.Lines++
-	p.info.Types[strconv.Itoa(int(typ))]++
+	p.types[typ]++
 	return nil
 }
 
@@ -126,6 +127,10 @@ func (p *part) close() error {
 		return fmt.Errorf("export file %s: %w", p.tmp, err)
 	}
 	p.info.Bytes = p.disk.n
+	p.info.Types = make(map[string]uint64, len(p.types))
+	for typ, n := range p.types {
+		p.info.Types[strconv.Itoa(int(typ))] = n
+	}
 	p.info.SHA256 = hex.EncodeToString(p.sum.Sum(nil))
 	return nil
 }
