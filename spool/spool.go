@@ -38,6 +38,7 @@ package spool
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -90,7 +91,8 @@ type Options struct {
 	DedupWindow time.Duration
 	Logger      *slog.Logger
 
-	now func() time.Time // the clock of the de-duplication window; tests set it
+	now         func() time.Time // the clock of the de-duplication window; tests set it
+	reopenEvery int64            // tests set it; 0 = the constant reopenEvery
 }
 
 // Stats are counters for metrics.
@@ -103,6 +105,7 @@ type Stats struct {
 	Duplicates uint64
 	Refused    uint64 // refused because full
 	Commits    uint64 // fsync'd batches
+	Reopens    uint64 // times the log was closed and opened again to let go of written segments
 	// DedupKeys estimates the keys remembered for de-duplication (one to one
 	// and a half windows): it counts keys as they are written to the index,
 	// so a key remembered twice counts twice.
@@ -118,7 +121,13 @@ type pending struct {
 
 // Spool is an open spool. Its methods are safe for concurrent use.
 type Spool struct {
+	// logMu is held shared around every use of log and exclusively while
+	// the writer reopens it (see reopenEvery).
+	logMu    sync.RWMutex
 	log      *wal.WAL
+	dir      string
+	written  int64 // the writer's: bytes appended since log was opened
+	reopenAt int64 // reopen the log once written reaches it
 	meta     *metadb.BoltMetaDB
 	lock     *os.File    // flock'd: one process per spool
 	dedup    *dedupIndex // nil when de-duplication is off
@@ -154,6 +163,7 @@ type Spool struct {
 	dups     atomic.Uint64
 	refused  atomic.Uint64
 	commits  atomic.Uint64
+	reopens  atomic.Uint64
 	full     atomic.Bool // an append was refused for room and none fitted since
 
 	// What the committer reserved for batches on their way to the writer:
@@ -213,7 +223,7 @@ func Open(opts Options) (*Spool, error) {
 	// raft-wal's Close leaves its meta store open (and its file locked), so
 	// the spool owns the meta store and closes it itself.
 	meta := &metadb.BoltMetaDB{}
-	log, err := wal.Open(opts.Dir, wal.WithSegmentSize(32<<20), wal.WithMetaStore(meta))
+	log, err := openLog(opts.Dir, meta)
 	if err != nil {
 		meta.Close()
 		lock.Close()
@@ -221,6 +231,8 @@ func Open(opts Options) (*Spool, error) {
 	}
 	s := &Spool{
 		log:      log,
+		dir:      opts.Dir,
+		reopenAt: cmp.Or(opts.reopenEvery, reopenEvery),
 		meta:     meta,
 		lock:     lock,
 		logger:   logger,
@@ -349,7 +361,10 @@ func (s *Spool) catchUpIndex() error {
 // readHeader reads the header of a record from the log.
 func (s *Spool) readHeader(seq uint64) (header, error) {
 	var l raft.Log
-	if err := s.log.GetLog(seq, &l); err != nil {
+	s.logMu.RLock()
+	err := s.log.GetLog(seq, &l)
+	s.logMu.RUnlock()
+	if err != nil {
 		return header{}, fmt.Errorf("spool: read seq %d: %w", seq, err)
 	}
 	_, h, err := decodeLog(&l)
@@ -487,6 +502,7 @@ type batch struct {
 	added []message.DedupKey // keys to add to the index once written
 	base  uint64
 	end   uint64 // offset after the batch
+	bytes uint64 // the batch's records with their offsets, as written
 	now   time.Time
 }
 
@@ -588,7 +604,7 @@ func (s *Spool) sequence(group []*pending) {
 		end += uint64(len(l.Data) + offsetLen)
 		ptrs = append(ptrs, l)
 	}
-	b.added, b.slab, b.ptrs, b.end = added, slab, ptrs, end
+	b.added, b.slab, b.ptrs, b.end, b.bytes = added, slab, ptrs, end, end-off
 	if len(added) > 0 {
 		s.inflightMu.Lock()
 		for _, k := range added {
@@ -611,15 +627,17 @@ func (s *Spool) writeLoop() {
 	var w writeScratch
 	for b := range s.writes {
 		bs = append(bs[:0], b)
+		size := b.bytes
 		waited := false
 	more:
-		for len(bs) < maxCoalesce {
+		for len(bs) < maxCoalesce && size < maxCoalesceBytes {
 			select {
 			case b, ok := <-s.writes:
 				if !ok {
 					break more
 				}
 				bs = append(bs, b)
+				size += b.bytes
 				continue
 			default:
 			}
@@ -634,8 +652,12 @@ func (s *Spool) writeLoop() {
 				break
 			}
 			bs = append(bs, b)
+			size += b.bytes
 		}
 		s.write(bs, &w)
+		if s.written >= s.reopenAt {
+			s.reopenLog()
+		}
 		for _, b := range bs {
 			clear(b.group)
 			clear(b.slab) // let the records' buffers go; the tail keeps what it needs
@@ -652,6 +674,11 @@ func (s *Spool) writeLoop() {
 // maxCoalesce bounds how many sequenced batches share one fsync (and so the
 // batches in flight).
 const maxCoalesce = 16
+
+// maxCoalesceBytes stops coalescing once a write holds this much: a write
+// is several appends of maxAppendBytes, each fsync'd, and every request in
+// it waits for all of them. A single larger batch still goes alone.
+const maxCoalesceBytes = 4 << 20
 
 // keepScratch is the most records a reused batch (and the writer's scratch)
 // keeps room for between groups. Callbacks come a few records per request
@@ -712,7 +739,7 @@ func (s *Spool) write(bs []*batch, w *writeScratch) {
 	err := s.failed
 	s.mu.Unlock()
 	if err == nil && len(ptrs) > 0 {
-		if err = s.log.StoreLogs(ptrs); err != nil {
+		if err = s.storeLogs(ptrs); err != nil {
 			s.fail(err)
 		}
 	}
@@ -755,6 +782,85 @@ func (s *Spool) write(bs []*batch, w *writeScratch) {
 		}
 	}
 }
+
+// storeLogs writes ptrs to the log in appends of about maxAppendBytes, each
+// fsync'd. raft-wal copies an append into its segment writer's buffer, which
+// grows to the largest append and stays with every segment written since
+// the start until the segment is deleted; coalesced bulk posts grew it to
+// 8-32 MiB per segment, so serve's heap grew with the loader's backlog (15
+// segments, 40 MiB of buffers, during a 10M-message bulk ingest). A crash
+// between two appends leaves records durable but unanswered: their callers
+// send them again and de-duplication drops the copies.
+func (s *Spool) storeLogs(ptrs []*raft.Log) error {
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
+	for _, p := range ptrs {
+		s.written += int64(len(p.Data))
+	}
+	return inAppends(ptrs, maxAppendBytes, s.log.StoreLogs)
+}
+
+// segmentSize is the size of the log's segment files.
+const segmentSize = 32 << 20
+
+// reopenEvery is how much the writer appends before it closes and reopens
+// the log. raft-wal keeps the writer of every segment this process wrote
+// (its append buffer and an in-memory index of 4 bytes per record) until the
+// segment is deleted, while a segment it opened from disk costs nothing
+// between reads. So without a reopen serve's memory grew with the spool's
+// backlog (a loader behind during a bulk ingest, ClickHouse down: up to
+// spool.max_bytes, 128 segments at the default 4 GiB); with it, at most
+// four written segments are held. A reopen re-reads the current segment's
+// index from the page cache: a few tens of milliseconds every 128 MiB.
+const reopenEvery = 4 * segmentSize
+
+func openLog(dir string, meta *metadb.BoltMetaDB) (*wal.WAL, error) {
+	return wal.Open(dir, wal.WithSegmentSize(segmentSize), wal.WithMetaStore(meta))
+}
+
+// reopenLog closes the log and opens it again (see reopenEvery). The
+// writer calls it between writes; readers wait meanwhile. A log that cannot
+// be opened again fails the spool, like a failed write.
+func (s *Spool) reopenLog() {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	s.written = 0
+	err := s.log.Close()
+	if err == nil {
+		var log *wal.WAL
+		if log, err = openLog(s.dir, s.meta); err == nil {
+			s.log = log
+			s.reopens.Add(1)
+			return
+		}
+	}
+	s.fail(fmt.Errorf("reopening the log: %w", err))
+}
+
+// inAppends calls store with consecutive runs of ptrs of at most max bytes
+// (a record larger than max goes alone), in order, stopping at an error.
+func inAppends(ptrs []*raft.Log, max int, store func([]*raft.Log) error) error {
+	for len(ptrs) > 0 {
+		n, size := 0, 0
+		for n < len(ptrs) {
+			sz := len(ptrs[n].Data) + len(ptrs[n].Extensions)
+			if n > 0 && size+sz > max {
+				break
+			}
+			size += sz
+			n++
+		}
+		if err := store(ptrs[:n]); err != nil {
+			return err
+		}
+		ptrs = ptrs[n:]
+	}
+	return nil
+}
+
+// maxAppendBytes bounds one raft-wal append (see storeLogs): its segment
+// writers' buffers stay at most 1 MiB each (unless one record is larger).
+const maxAppendBytes = 512 << 10
 
 // lookupGroup returns the keys of a group's records (re-issues aside) that
 // the index or a batch not yet written already holds. It uses s.inGroup as
@@ -847,6 +953,8 @@ func (s *Spool) Read(from uint64, max int, maxBytes int) ([]Entry, error) {
 	var out []Entry
 	size := 0
 	var l raft.Log
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
 	for seq := from; seq <= last && len(out) < max && size < maxBytes; seq++ {
 		if err := s.log.GetLog(seq, &l); err != nil {
 			return out, fmt.Errorf("spool: read seq %d: %w", seq, err)
@@ -904,7 +1012,10 @@ func (s *Spool) Release(seq uint64) error {
 			return fmt.Errorf("spool: release to %d: %w", upTo, err)
 		}
 	}
-	if err := s.log.DeleteRange(first, upTo); err != nil {
+	s.logMu.RLock()
+	err := s.log.DeleteRange(first, upTo)
+	s.logMu.RUnlock()
+	if err != nil {
 		return fmt.Errorf("spool: release to %d: %w", upTo, err)
 	}
 	s.mu.Lock()
@@ -978,6 +1089,7 @@ func (s *Spool) Stats() Stats {
 	st := Stats{
 		Bytes: bytes, Unloaded: unloaded, FirstSeq: first, LastSeq: last,
 		Records: s.records.Load(), Duplicates: s.dups.Load(), Refused: s.refused.Load(), Commits: s.commits.Load(),
+		Reopens: s.reopens.Load(),
 	}
 	if s.dedup != nil {
 		st.DedupKeys = s.dedup.estimate(s.now())
@@ -999,7 +1111,9 @@ func (s *Spool) Close() error {
 		if s.dedup != nil {
 			err = s.dedup.close()
 		}
+		s.logMu.Lock()
 		s.closeErr = errors.Join(err, s.log.Close(), s.meta.Close(), s.lock.Close())
+		s.logMu.Unlock()
 	})
 	return s.closeErr
 }
