@@ -223,7 +223,7 @@ func Open(opts Options) (*Spool, error) {
 	// raft-wal's Close leaves its meta store open (and its file locked), so
 	// the spool owns the meta store and closes it itself.
 	meta := &metadb.BoltMetaDB{}
-	log, err := openLog(opts.Dir, meta)
+	log, err := openLog(opts.Dir, meta, logger)
 	if err != nil {
 		meta.Close()
 		lock.Close()
@@ -814,7 +814,10 @@ const segmentSize = 32 << 20
 // index from the page cache: a few tens of milliseconds every 128 MiB.
 const reopenEvery = 4 * segmentSize
 
-func openLog(dir string, meta *metadb.BoltMetaDB) (*wal.WAL, error) {
+func openLog(dir string, meta *metadb.BoltMetaDB, logger *slog.Logger) (*wal.WAL, error) {
+	if err := finishRotation(dir, meta, logger); err != nil {
+		return nil, err
+	}
 	return wal.Open(dir, wal.WithSegmentSize(segmentSize), wal.WithMetaStore(meta))
 }
 
@@ -828,7 +831,7 @@ func (s *Spool) reopenLog() {
 	err := s.log.Close()
 	if err == nil {
 		var log *wal.WAL
-		if log, err = openLog(s.dir, s.meta); err == nil {
+		if log, err = openLog(s.dir, s.meta, s.logger); err == nil {
 			s.log = log
 			s.reopens.Add(1)
 			return
