@@ -56,7 +56,7 @@ func pooledBatchProblem(b *batch) string {
 // back in the pool exactly once, trimmed, with no pointer into a dropped
 // slab; the records written read back intact from the tail and the log
 // although their slabs were dropped or reused.
-func TestReviewTrimmedBatches(t *testing.T) {
+func TestRegressTrimmedBatches(t *testing.T) {
 	odd := slabOutgrowsPtrs()
 	if odd == 0 {
 		t.Log("no group size makes the slab outgrow ptrs with this Go's append growth")
