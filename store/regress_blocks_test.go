@@ -28,54 +28,43 @@ func TestRegressLineBlocks(t *testing.T) {
 	if err := s.InsertMessages(ctx, rows); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var blocks, profRows uint64
-	var version string
-	if err := s.Conn().QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
-		t.Logf("version: %v", err)
+	for _, tc := range []struct {
+		name   string
+		stream func(ctx context.Context, fn func(line string)) error
+	}{
+		{"pull", func(ctx context.Context, fn func(string)) error {
+			return s.StreamLines(ctx, store.LineFilter{After: 0, UpTo: n}, func(l string) error { fn(l); return nil })
+		}},
+		{"export", func(ctx context.Context, fn func(string)) error {
+			_, err := s.StreamExport(ctx, store.ExportFilter{After: 0, UpTo: n}, func(_ string, _ uint16, l string) error { fn(l); return nil })
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var blocks, profRows uint64
+			pctx := clickhouse.Context(ctx, clickhouse.WithProfileInfo(func(p *clickhouse.ProfileInfo) {
+				mu.Lock()
+				blocks += p.Blocks
+				profRows += p.Rows
+				mu.Unlock()
+			}))
+			var lines []string
+			if err := tc.stream(pctx, func(l string) { lines = append(lines, l) }); err != nil {
+				t.Fatal(err)
+			}
+			if len(lines) != n {
+				t.Fatalf("%d lines; want %d", len(lines), n)
+			}
+			for i, l := range lines {
+				if want := fmt.Sprintf(`{"n":%d}`, i+1); l != want {
+					t.Fatalf("line %d = %s; want %s", i, l, want)
+				}
+			}
+			t.Logf("profile: %d rows in %d blocks", profRows, blocks)
+			if profRows == n && blocks < n/4096 {
+				t.Errorf("%d rows came in %d blocks: max_block_size 4096 not in effect", profRows, blocks)
+			}
+		})
 	}
-	pctx := clickhouse.Context(ctx, clickhouse.WithProfileInfo(func(p *clickhouse.ProfileInfo) {
-		mu.Lock()
-		blocks += p.Blocks
-		profRows += p.Rows
-		mu.Unlock()
-	}))
-
-	var lines []string
-	if err := s.StreamLines(pctx, store.LineFilter{After: 0, UpTo: n}, func(l string) error {
-		lines = append(lines, l)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if len(lines) != n {
-		t.Fatalf("pull: %d lines; want %d", len(lines), n)
-	}
-	for i, l := range lines {
-		if want := fmt.Sprintf(`{"n":%d}`, i+1); l != want {
-			t.Fatalf("pull: line %d = %s; want %s", i, l, want)
-		}
-	}
-	t.Logf("server %s: pull profile: %d rows in %d blocks", version, profRows, blocks)
-	if profRows == n && blocks < n/4096 {
-		t.Errorf("pull: %d rows came in %d blocks: max_block_size 4096 not in effect", profRows, blocks)
-	}
-
-	blocks, profRows = 0, 0
-	var got []string
-	if _, err := s.StreamExport(pctx, store.ExportFilter{After: 0, UpTo: n}, func(scene string, typ uint16, line string) error {
-		got = append(got, line)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != n {
-		t.Fatalf("export: %d lines; want %d", len(got), n)
-	}
-	for i, l := range got {
-		if want := fmt.Sprintf(`{"n":%d}`, i+1); l != want {
-			t.Fatalf("export: line %d = %s; want %s", i, l, want)
-		}
-	}
-	t.Logf("export profile: %d rows in %d blocks", profRows, blocks)
 }
