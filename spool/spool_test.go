@@ -562,6 +562,39 @@ func TestConcurrentAppendsShareFsyncs(t *testing.T) {
 	}
 }
 
+// releaseBehind releases all but the last keep records each time the spool
+// changes (reading the oldest records first when read is set), until the
+// returned stop is called.
+func releaseBehind(t *testing.T, s *Spool, keep uint64, read bool) (stop func()) {
+	t.Helper()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-s.Changed():
+			}
+			if first := s.FirstSeq(); read && first > 0 {
+				if _, err := s.Read(first, 50, 1<<20); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			if last := s.LastSeq(); last > keep {
+				if err := s.Release(last - keep); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
 func TestBytesAreExactUnderConcurrentAppendsAndReleases(t *testing.T) {
 	dir := t.TempDir()
 	s := mustOpen(t, dir, Options{})
@@ -584,28 +617,9 @@ func TestBytesAreExactUnderConcurrentAppendsAndReleases(t *testing.T) {
 			}
 		}()
 	}
-	stop := make(chan struct{})
-	var releaser sync.WaitGroup
-	releaser.Add(1)
-	go func() { // releases while appends wait for their fsync
-		defer releaser.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-s.Changed():
-			}
-			if last := s.LastSeq(); last > 20 {
-				if err := s.Release(last - 20); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}
-	}()
+	stop := releaseBehind(t, s, 20, false) // releases while appends wait for their fsync
 	appenders.Wait()
-	close(stop)
-	releaser.Wait()
+	stop()
 	if got, want := s.Stats().Bytes, spooledBytes(t, s); got != want {
 		t.Errorf("Stats().Bytes = %d, but the spooled records take %d", got, want)
 	}
@@ -1045,34 +1059,9 @@ func TestLogReopensUnderLoadLoseNothing(t *testing.T) {
 			}
 		}()
 	}
-	stop := make(chan struct{})
-	var others sync.WaitGroup
-	others.Add(1)
-	go func() { // reads from disk and releases while the log is reopened
-		defer others.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-s.Changed():
-			}
-			if first := s.FirstSeq(); first > 0 {
-				if _, err := s.Read(first, 50, 1<<20); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-			if last := s.LastSeq(); last > 100 {
-				if err := s.Release(last - 100); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}
-	}()
+	stop := releaseBehind(t, s, 100, true) // reads and releases while the log is reopened
 	appenders.Wait()
-	close(stop)
-	others.Wait()
+	stop()
 	if s.Stats().Reopens == 0 {
 		t.Fatal("the log was never reopened")
 	}
