@@ -126,7 +126,7 @@ type Spool struct {
 	logMu    sync.RWMutex
 	log      *wal.WAL
 	dir      string
-	written  int64 // the writer's: bytes appended since log was opened
+	written  int64 // the writer's: bytes of the writes since log was opened
 	reopenAt int64 // reopen the log once written reaches it
 	meta     *metadb.BoltMetaDB
 	lock     *os.File    // flock'd: one process per spool
@@ -655,7 +655,7 @@ func (s *Spool) writeLoop() {
 			size += b.bytes
 		}
 		s.write(bs, &w)
-		if s.written >= s.reopenAt {
+		if s.written += int64(size); s.written >= s.reopenAt {
 			s.reopenLog()
 		}
 		for _, b := range bs {
@@ -794,9 +794,6 @@ func (s *Spool) write(bs []*batch, w *writeScratch) {
 func (s *Spool) storeLogs(ptrs []*raft.Log) error {
 	s.logMu.RLock()
 	defer s.logMu.RUnlock()
-	for _, p := range ptrs {
-		s.written += int64(len(p.Data))
-	}
 	return inAppends(ptrs, maxAppendBytes, s.log.StoreLogs)
 }
 
