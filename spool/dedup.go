@@ -49,7 +49,7 @@ import (
 // Release never deletes a record whose key is not durable in pebble.
 const (
 	dataKeyLen     = 1 + 8 + len(message.DedupKey{})
-	flushKeys      = 1 << 17  // keys per in-memory set: about 5 MiB
+	flushKeys      = 1 << 16  // keys per in-memory set: about 3 MiB
 	ingestMin      = 4 << 10  // smaller sets are written with a batch, not as an sstable
 	dedupMemTable  = 4 << 20  // pebble memtable (metadata and small batches); at most two
 	dedupCache     = 16 << 20 // block cache besides the memtables: index and bloom filter blocks

@@ -685,7 +685,7 @@ const maxCoalesceBytes = 4 << 20
 // and fit; an import batch of thousands of records gets its room afresh
 // (one allocation per batch) instead of every one of the 2×maxCoalesce
 // pooled batches keeping the largest group it ever saw, for good.
-const keepScratch = 4096
+const keepScratch = 1024
 
 // trim lets go of scratch space grown past keepScratch records.
 func (b *batch) trim() {

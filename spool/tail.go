@@ -8,7 +8,7 @@ import (
 
 // maxTailBytes bounds the in-memory copy of recent records (rows, headers
 // and bookkeeping); older ones are read back from the log.
-const maxTailBytes = 16 << 20
+const maxTailBytes = 8 << 20
 
 // tailEntryCost is what the tail spends on a record besides the record's
 // buffer: its entry, twice over for the slack of a growing slice.

@@ -75,6 +75,11 @@ func New(dsn string, logger *slog.Logger) (*Store, error) {
 	opts.MaxIdleConns = 8
 	opts.ConnMaxLifetime = time.Hour
 	opts.Compression = &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
+	// The driver encodes a whole INSERT block into one buffer and compresses
+	// it into a second; both stay with the pooled connection at the largest
+	// size they reached (10 MiB each by default). Compressing and sending
+	// every 1 MiB of encoded columns keeps them near 1 MiB plus one column.
+	opts.MaxCompressionBuffer = 1 << 20
 	if opts.Settings == nil {
 		opts.Settings = clickhouse.Settings{}
 	}
