@@ -21,13 +21,13 @@
 //   - the used-bytes figure is end(last) − offset(first), both read from
 //     record headers (each record carries the running offset of the bytes
 //     spooled before it), so Release costs one header read whatever remains;
-//   - the tail of recent records kept for the loader is at most 16 MiB;
+//   - the tail of recent records kept for the loader is at most 8 MiB;
 //   - the committer's scratch space is bounded by the largest group
 //     (maxGroup requests), and at most 2×maxCoalesce groups are in flight;
 //   - the de-duplication index (dedup.go) is a pebble database in
 //     <dir>/dedup plus the keys not yet written to it. Its budget: up to
-//     three sets of 128 Ki keys in memory (the one filling, the one being
-//     written as an sstable, a spare; about 5 MiB each), a 24 MiB pebble
+//     three sets of 64 Ki keys in memory (the one filling, the one being
+//     written as an sstable, a spare; about 3 MiB each), a 24 MiB pebble
 //     cache shared by two 4 MiB memtables and 16 MiB of index and bloom
 //     filter blocks, at most 256 open sstables and one compaction at a time:
 //     about 45 MiB, whether it holds a thousand keys or a hundred million.
@@ -126,6 +126,9 @@ type Spool struct {
 	logMu    sync.RWMutex
 	log      *wal.WAL
 	dir      string
+	diskMu   sync.Mutex  // guards disk
+	disk     *diskReader // reads of records older than the tail, in seq order
+	diskMiss atomic.Uint64
 	written  int64 // the writer's: bytes of the writes since log was opened
 	reopenAt int64 // reopen the log once written reaches it
 	meta     *metadb.BoltMetaDB
@@ -232,6 +235,7 @@ func Open(opts Options) (*Spool, error) {
 	s := &Spool{
 		log:      log,
 		dir:      opts.Dir,
+		disk:     newDiskReader(opts.Dir),
 		reopenAt: cmp.Or(opts.reopenEvery, reopenEvery),
 		meta:     meta,
 		lock:     lock,
@@ -955,9 +959,25 @@ func (s *Spool) Read(from uint64, max int, maxBytes int) ([]Entry, error) {
 	var l raft.Log
 	s.logMu.RLock()
 	defer s.logMu.RUnlock()
+	s.diskMu.Lock()
+	defer s.diskMu.Unlock()
+	fast := true
 	for seq := from; seq <= last && len(out) < max && size < maxBytes; seq++ {
-		if err := s.log.GetLog(seq, &l); err != nil {
-			return out, fmt.Errorf("spool: read seq %d: %w", seq, err)
+		if fast {
+			ok, err := s.disk.get(seq, last, &l)
+			if !ok {
+				// raft-wal reads it (and the rest of this call), one
+				// record per read.
+				fast = false
+				if s.diskMiss.Add(1) == 1 || err != nil {
+					s.logger.Debug("spool: reading the log through raft-wal", "seq", seq, "err", err)
+				}
+			}
+		}
+		if !fast {
+			if err := s.log.GetLog(seq, &l); err != nil {
+				return out, fmt.Errorf("spool: read seq %d: %w", seq, err)
+			}
 		}
 		e, _, err := decodeLog(&l)
 		if err != nil {
@@ -1114,6 +1134,9 @@ func (s *Spool) Close() error {
 		s.logMu.Lock()
 		s.closeErr = errors.Join(err, s.log.Close(), s.meta.Close(), s.lock.Close())
 		s.logMu.Unlock()
+		s.diskMu.Lock()
+		s.disk.close()
+		s.diskMu.Unlock()
 	})
 	return s.closeErr
 }
