@@ -79,11 +79,18 @@ func (r *diskReader) close() {
 // knows to be committed (idx <= committed). ok false: read it through
 // raft-wal instead (err says why, for the log, when it is not a plain miss).
 func (r *diskReader) get(idx, committed uint64, l *raft.Log) (ok bool, err error) {
-	if r.f == nil || idx != r.next {
-		if err := r.seek(idx, committed); err != nil {
+	if r.f == nil || idx < r.next {
+		if err := r.seek(idx); err != nil {
 			r.close()
 			return false, err
 		}
+	}
+	for r.next < idx { // forward, from where it is (the next segments included)
+		if _, err := r.entry(committed); err != nil {
+			r.close()
+			return false, err
+		}
+		r.next++
 	}
 	payload, err := r.entry(committed)
 	if err != nil {
@@ -102,8 +109,8 @@ func (r *diskReader) get(idx, committed uint64, l *raft.Log) (ok bool, err error
 	return true, nil
 }
 
-// seek opens the segment that holds idx and skips to its frame.
-func (r *diskReader) seek(idx, committed uint64) error {
+// seek opens the segment that holds idx, at its first record.
+func (r *diskReader) seek(idx uint64) error {
 	r.close()
 	bases, err := segmentBases(r.dir)
 	if err != nil {
@@ -113,16 +120,7 @@ func (r *diskReader) seek(idx, committed uint64) error {
 	if i < 0 {
 		return fmt.Errorf("spool: no segment file holds seq %d", idx)
 	}
-	if err := r.open(bases, i); err != nil {
-		return err
-	}
-	for r.next < idx {
-		if _, err := r.entry(committed); err != nil {
-			return err
-		}
-		r.next++
-	}
-	return nil
+	return r.open(bases, i)
 }
 
 // open opens bases[i] and checks its header.

@@ -70,7 +70,7 @@ func TestRegressTrimmedBatches(t *testing.T) {
 		{name: "small groups", groups: []int{1, 7, 100}},
 		{name: "a group whose slab outgrows its ptrs", groups: []int{odd}},
 		{name: "that group, then small ones on every batch", groups: append([]int{odd}, repeat(2*maxCoalesce, 3)...)},
-		{name: "large groups then small", groups: []int{20_000, 5000, 1, 4096, 4097, 2}, dedup: true},
+		{name: "large groups then small", groups: []int{20_000, 5000, 1, keepScratch, keepScratch + 1, 2}, dedup: true},
 		{name: "large groups, the write fails", groups: []int{5000, 6000, 10}, failAt: 2, dedup: true},
 	}
 	for _, tc := range cases {

@@ -127,7 +127,7 @@ type Spool struct {
 	log      *wal.WAL
 	dir      string
 	diskMu   sync.Mutex  // guards disk
-	disk     *diskReader // reads of records older than the tail, in seq order
+	disk     *diskReader // reads of records older than the tail, in seq order; nil once closed
 	diskMiss atomic.Uint64
 	written  int64 // the writer's: bytes of the writes since log was opened
 	reopenAt int64 // reopen the log once written reaches it
@@ -948,6 +948,13 @@ func (s *Spool) Read(from uint64, max int, maxBytes int) ([]Entry, error) {
 	if s.tail.holds(from) {
 		out := s.tail.read(from, max, maxBytes)
 		s.mu.Unlock()
+		// Caught up: let go of the segment file the disk reader had open,
+		// which Release may have deleted since.
+		s.diskMu.Lock()
+		if s.disk != nil {
+			s.disk.close()
+		}
+		s.diskMu.Unlock()
 		return out, nil
 	}
 	if len(s.tail.entries) > 0 && from < s.tail.first {
@@ -961,7 +968,9 @@ func (s *Spool) Read(from uint64, max int, maxBytes int) ([]Entry, error) {
 	defer s.logMu.RUnlock()
 	s.diskMu.Lock()
 	defer s.diskMu.Unlock()
-	fast := true
+	// A single record (the gauges' oldest unloaded one) is one raft-wal
+	// read either way, and leaves the loader's place in the file alone.
+	fast := s.disk != nil && max > 1
 	for seq := from; seq <= last && len(out) < max && size < maxBytes; seq++ {
 		if fast {
 			ok, err := s.disk.get(seq, last, &l)
@@ -1136,6 +1145,7 @@ func (s *Spool) Close() error {
 		s.logMu.Unlock()
 		s.diskMu.Lock()
 		s.disk.close()
+		s.disk = nil // a Read after Close goes to the closed log and fails
 		s.diskMu.Unlock()
 	})
 	return s.closeErr

@@ -79,7 +79,9 @@ func New(dsn string, logger *slog.Logger) (*Store, error) {
 	// it into a second; both stay with the pooled connection at the largest
 	// size they reached (10 MiB each by default). Compressing and sending
 	// every 1 MiB of encoded columns keeps them near 1 MiB plus one column.
-	opts.MaxCompressionBuffer = 1 << 20
+	if opts.MaxCompressionBuffer == 0 { // not in the DSN (max_compression_buffer)
+		opts.MaxCompressionBuffer = 1 << 20
+	}
 	if opts.Settings == nil {
 		opts.Settings = clickhouse.Settings{}
 	}

@@ -1,4 +1,4 @@
-//go:build cgo
+//go:build linux && cgo
 
 package main
 
@@ -10,7 +10,8 @@ package main
 #include <string.h>
 
 // arena_cap is mallopt's answer: 1 taken, 0 refused, -1 no such setting
-// (musl), -2 left to the operator's MALLOC_ARENA_MAX, -3 not set at all.
+// (not glibc), -2 left to the operator's MALLOC_ARENA_MAX or
+// GLIBC_TUNABLES' glibc.malloc.arena_max, -3 not set at all.
 // 2 is mallocArenas.
 static int arena_cap = -3;
 
@@ -19,8 +20,10 @@ static int arena_cap = -3;
 // malloc of a second thread, so a cap set from Go would come too late.
 __attribute__((constructor)) static void imbridge_cap_arenas(void) {
 	arena_cap = -1;
-#ifdef M_ARENA_MAX
-	if (getenv("MALLOC_ARENA_MAX") != NULL) {
+#if defined(__GLIBC__) && defined(M_ARENA_MAX)
+	const char *env = getenv("MALLOC_ARENA_MAX");
+	const char *tunables = getenv("GLIBC_TUNABLES");
+	if ((env != NULL && env[0] != '\0') || (tunables != NULL && strstr(tunables, "arena_max") != NULL)) {
 		arena_cap = -2;
 		return;
 	}
@@ -41,6 +44,11 @@ static void *churn(void *arg) {
 // arenas_after_threads runs n threads that allocate at once and returns how
 // many arenas malloc_info then reports (-1 if it cannot tell).
 static int arenas_after_threads(int n) {
+#ifndef __GLIBC__
+	(void)n;
+	(void)churn;
+	return -1;
+#else
 	pthread_t t[64];
 	if (n > 64) n = 64;
 	for (int i = 0; i < n; i++) pthread_create(&t[i], NULL, churn, NULL);
@@ -55,6 +63,7 @@ static int arenas_after_threads(int n) {
 	for (char *p = buf; ok && (p = strstr(p, "<heap nr=")) != NULL; p++) count++;
 	free(buf);
 	return ok ? count : -1;
+#endif
 }
 */
 import "C"
