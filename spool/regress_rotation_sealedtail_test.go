@@ -18,45 +18,45 @@ import (
 	"github.com/hashicorp/raft-wal/types"
 )
 
-const r2SegSize = 64 << 10
+const rawSegSize = 64 << 10
 
-func r2Open(t *testing.T, dir string, meta *metadb.BoltMetaDB, repair bool) (*wal.WAL, error) {
+func openRawLog(t *testing.T, dir string, meta *metadb.BoltMetaDB, repair bool) (*wal.WAL, error) {
 	t.Helper()
 	if repair {
 		if err := finishRotation(dir, meta, slog.New(slog.DiscardHandler)); err != nil {
 			return nil, fmt.Errorf("finishRotation: %w", err)
 		}
 	}
-	return wal.Open(dir, wal.WithSegmentSize(r2SegSize), wal.WithMetaStore(meta))
+	return wal.Open(dir, wal.WithSegmentSize(rawSegSize), wal.WithMetaStore(meta))
 }
 
-func r2Data(i uint64) []byte { return bytes.Repeat([]byte{byte('a' + i%26)}, 1000+int(i%7)) }
+func rotationData(i uint64) []byte { return bytes.Repeat([]byte{byte('a' + i%26)}, 1000+int(i%7)) }
 
-func r2Store(t *testing.T, w *wal.WAL, from, n uint64) {
+func storeRawLogs(t *testing.T, w *wal.WAL, from, n uint64) {
 	t.Helper()
 	var logs []*raft.Log
 	for i := from; i < from+n; i++ {
-		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: r2Data(i)})
+		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: rotationData(i)})
 	}
 	if err := w.StoreLogs(logs); err != nil {
 		t.Fatalf("StoreLogs %d..%d: %v", from, from+n-1, err)
 	}
 }
 
-func r2Check(w *wal.WAL, i uint64) error {
+func checkRawLog(w *wal.WAL, i uint64) error {
 	var l raft.Log
 	if err := w.GetLog(i, &l); err != nil {
 		return fmt.Errorf("GetLog(%d): %w", i, err)
 	}
-	if l.Index != i || !bytes.Equal(l.Data, r2Data(i)) {
-		return fmt.Errorf("GetLog(%d): got index %d, %d bytes of %q..., want %d bytes of %q", i, l.Index, len(l.Data), firstN(l.Data), len(r2Data(i)), firstN(r2Data(i)))
+	if l.Index != i || !bytes.Equal(l.Data, rotationData(i)) {
+		return fmt.Errorf("GetLog(%d): got index %d, %d bytes of %q..., want %d bytes of %q", i, l.Index, len(l.Data), firstN(l.Data), len(rotationData(i)), firstN(rotationData(i)))
 	}
 	return nil
 }
 
 func firstN(b []byte) []byte { return b[:min(len(b), 8)] }
 
-func r2Strip(st types.PersistentState) string {
+func segmentsSummary(st types.PersistentState) string {
 	for i := range st.Segments {
 		st.Segments[i].CreateTime, st.Segments[i].SealTime = time.Time{}, time.Time{}
 	}
@@ -64,14 +64,14 @@ func r2Strip(st types.PersistentState) string {
 	return string(b)
 }
 
-// r2HalfRotated builds a log whose segment `sealedID` was sealed and rotated
+// halfRotated builds a log whose segment `sealedID` was sealed and rotated
 // by raft-wal itself (batches of `batch` entries), then rewinds the meta to
 // the state just before runRotate's commit: that is exactly what a Close or
 // crash between the sealing StoreLogs and the rotation leaves on disk.
 // It returns raft-wal's own rotated state, the rewound one, and the next index.
-func r2HalfRotated(t *testing.T, dir string, meta *metadb.BoltMetaDB, sealedID uint64, batch uint64, prefix func(w *wal.WAL, next uint64) uint64) (rotated, rewound types.PersistentState, next uint64) {
+func halfRotated(t *testing.T, dir string, meta *metadb.BoltMetaDB, sealedID uint64, batch uint64, prefix func(w *wal.WAL, next uint64) uint64) (rotated, rewound types.PersistentState, next uint64) {
 	t.Helper()
-	w, err := r2Open(t, dir, meta, false)
+	w, err := openRawLog(t, dir, meta, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func r2HalfRotated(t *testing.T, dir string, meta *metadb.BoltMetaDB, sealedID u
 		next = prefix(w, next)
 	}
 	for {
-		r2Store(t, w, next, batch)
+		storeRawLogs(t, w, next, batch)
 		next += batch
 		time.Sleep(3 * time.Millisecond) // let runRotate commit
 		st, err := meta.Load(dir)
@@ -117,16 +117,16 @@ func TestRegressRotationRepairMatchesRaftWALRotation(t *testing.T) {
 	dir := t.TempDir()
 	meta := &metadb.BoltMetaDB{}
 	defer meta.Close()
-	rotated, rewound, next := r2HalfRotated(t, dir, meta, 1, 5, nil)
+	rotated, rewound, next := halfRotated(t, dir, meta, 1, 5, nil)
 	sealed := rotated.Segments[len(rotated.Segments)-2]
-	t.Logf("raft-wal's rotation: %s", r2Strip(rotated))
-	t.Logf("rewound (half-rotated): %s", r2Strip(rewound))
+	t.Logf("raft-wal's rotation: %s", segmentsSummary(rotated))
+	t.Logf("rewound (half-rotated): %s", segmentsSummary(rewound))
 
-	w, err := r2Open(t, dir, meta, false)
+	w, err := openRawLog(t, dir, meta, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = w.StoreLogs([]*raft.Log{{Index: next, Data: r2Data(next)}})
+	err = w.StoreLogs([]*raft.Log{{Index: next, Data: rotationData(next)}})
 	t.Logf("without the repair, append: %v", err)
 	w.Close()
 
@@ -134,42 +134,42 @@ func TestRegressRotationRepairMatchesRaftWALRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	repaired, _ := meta.Load(dir)
-	t.Logf("repaired: %s", r2Strip(repaired))
-	if r2Strip(repaired) != r2Strip(rotated) {
-		t.Errorf("repaired meta differs from raft-wal's rotation\nrepaired %s\nraft-wal %s", r2Strip(repaired), r2Strip(rotated))
+	t.Logf("repaired: %s", segmentsSummary(repaired))
+	if segmentsSummary(repaired) != segmentsSummary(rotated) {
+		t.Errorf("repaired meta differs from raft-wal's rotation\nrepaired %s\nraft-wal %s", segmentsSummary(repaired), segmentsSummary(rotated))
 	}
 	// idempotent
 	if err := finishRotation(dir, meta, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := meta.Load(dir); r2Strip(again) != r2Strip(repaired) {
-		t.Errorf("second finishRotation changed the meta: %s", r2Strip(again))
+	if again, _ := meta.Load(dir); segmentsSummary(again) != segmentsSummary(repaired) {
+		t.Errorf("second finishRotation changed the meta: %s", segmentsSummary(again))
 	}
 
-	w, err = r2Open(t, dir, meta, true)
+	w, err = openRawLog(t, dir, meta, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := sealed.BaseIndex; i <= sealed.MaxIndex; i++ {
-		if err := r2Check(w, i); err != nil {
+		if err := checkRawLog(w, i); err != nil {
 			t.Error(err)
 		}
 	}
 	for range 3 { // fill and seal more segments across restarts
-		r2Store(t, w, next, 5)
+		storeRawLogs(t, w, next, 5)
 		next += 5
 	}
 	w.Close()
 	for round := range 20 {
-		w, err = r2Open(t, dir, meta, true)
+		w, err = openRawLog(t, dir, meta, true)
 		if err != nil {
 			t.Fatal(round, err)
 		}
-		r2Store(t, w, next, 5)
+		storeRawLogs(t, w, next, 5)
 		next += 5
 		w.Close() // right away: half-rotations whenever this write sealed
 	}
-	w, err = r2Open(t, dir, meta, true)
+	w, err = openRawLog(t, dir, meta, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestRegressRotationRepairMatchesRaftWALRotation(t *testing.T) {
 		t.Errorf("first %d last %d; want 1 %d", first, last, next-1)
 	}
 	for i := first; i <= last; i++ {
-		if err := r2Check(w, i); err != nil {
+		if err := checkRawLog(w, i); err != nil {
 			t.Error(err)
 		}
 	}
@@ -187,7 +187,7 @@ func TestRegressRotationRepairMatchesRaftWALRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
-	w, err = r2Open(t, dir, meta, true)
+	w, err = openRawLog(t, dir, meta, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestRegressRotationRepairMatchesRaftWALRotation(t *testing.T) {
 		t.Errorf("after DeleteRange: first %d last %d; want %d %d", first, last, sealed.MaxIndex+3, next-1)
 	}
 	for i := first; i <= last; i++ {
-		if err := r2Check(w, i); err != nil {
+		if err := checkRawLog(w, i); err != nil {
 			t.Error(err)
 		}
 	}
@@ -209,11 +209,11 @@ func TestRegressRotationRepairMatchesRaftWALRotation(t *testing.T) {
 	t.Logf("final: %d segments, next id %d", len(st.Segments), st.NextSegmentID)
 }
 
-// r2TearSeal simulates the sealing write torn after `keep` index slots (a
+// tearSeal simulates the sealing write torn after `keep` index slots (a
 // SIGKILL/OOM kill inside the pwrite of the seal batch stops it at a page:
 // the entries and the index frame's header are on disk, the rest of the index
 // and the commit frame are not, and the rest of the preallocated file stays zeros).
-func r2TearSeal(t *testing.T, dir string, sealed types.SegmentInfo, keep uint64) {
+func tearSeal(t *testing.T, dir string, sealed types.SegmentInfo, keep uint64) {
 	t.Helper()
 	f, err := os.OpenFile(filepath.Join(dir, segment.FileName(sealed)), os.O_RDWR, 0)
 	if err != nil {
@@ -237,11 +237,11 @@ func TestRegressRotationTornSealIndex(t *testing.T) {
 			dir := t.TempDir()
 			meta := &metadb.BoltMetaDB{}
 			defer meta.Close()
-			rotated, _, _ := r2HalfRotated(t, dir, meta, 1, 5, nil)
+			rotated, _, _ := halfRotated(t, dir, meta, 1, 5, nil)
 			sealed := rotated.Segments[len(rotated.Segments)-2]
-			r2TearSeal(t, dir, sealed, 1)
+			tearSeal(t, dir, sealed, 1)
 			lastAcked := sealed.MaxIndex - 5 // the seal batch (5 entries) was never acknowledged
-			w, err := r2Open(t, dir, meta, repair)
+			w, err := openRawLog(t, dir, meta, repair)
 			if err != nil {
 				t.Fatalf("open: %v", err)
 			}
@@ -250,7 +250,7 @@ func TestRegressRotationTornSealIndex(t *testing.T) {
 			t.Logf("segment %d..%d (IndexStart %d), seal batch torn; LastIndex now %d (acknowledged up to %d)", sealed.BaseIndex, sealed.MaxIndex, sealed.IndexStart, last, lastAcked)
 			bad := 0
 			for i := sealed.BaseIndex; i <= lastAcked; i++ {
-				if err := r2Check(w, i); err != nil {
+				if err := checkRawLog(w, i); err != nil {
 					if bad < 3 {
 						t.Errorf("acknowledged record: %v", err)
 					}
@@ -260,7 +260,7 @@ func TestRegressRotationTornSealIndex(t *testing.T) {
 			if bad > 0 {
 				t.Errorf("%d of %d acknowledged records unreadable or wrong", bad, lastAcked-sealed.BaseIndex+1)
 			}
-			err = w.StoreLogs([]*raft.Log{{Index: last + 1, Data: r2Data(last + 1)}})
+			err = w.StoreLogs([]*raft.Log{{Index: last + 1, Data: rotationData(last + 1)}})
 			t.Logf("append after: %v", err)
 		})
 	}
@@ -278,9 +278,9 @@ func TestRegressRotationTornSealEmptySegment(t *testing.T) {
 	defer meta.Close()
 	// Segment 1 holds 1..k normally; then one batch of 70 entries (> 64 KiB) is
 	// the first and only write of segment 2 and seals it.
-	rotated, _, _ := r2HalfRotated(t, dir, meta, 2, 70, func(w *wal.WAL, next uint64) uint64 {
+	rotated, _, _ := halfRotated(t, dir, meta, 2, 70, func(w *wal.WAL, next uint64) uint64 {
 		for {
-			r2Store(t, w, next, 5)
+			storeRawLogs(t, w, next, 5)
 			next += 5
 			time.Sleep(3 * time.Millisecond)
 			st, _ := meta.Load(dir)
@@ -292,16 +292,16 @@ func TestRegressRotationTornSealEmptySegment(t *testing.T) {
 	sealed := rotated.Segments[len(rotated.Segments)-2]
 	prev := rotated.Segments[len(rotated.Segments)-3]
 	if sealed.BaseIndex != prev.MaxIndex+1 || sealed.MaxIndex-sealed.BaseIndex+1 != 70 {
-		t.Fatalf("setup: %s", r2Strip(rotated))
+		t.Fatalf("setup: %s", segmentsSummary(rotated))
 	}
-	r2TearSeal(t, dir, sealed, 1)
+	tearSeal(t, dir, sealed, 1)
 
 	if err := finishRotation(dir, meta, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := meta.Load(dir)
-	t.Logf("repaired: %s", r2Strip(st))
-	w, err := r2Open(t, dir, meta, true)
+	t.Logf("repaired: %s", segmentsSummary(st))
+	w, err := openRawLog(t, dir, meta, true)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -310,7 +310,7 @@ func TestRegressRotationTornSealEmptySegment(t *testing.T) {
 	last, _ := w.LastIndex()
 	t.Logf("first %d last %d (acknowledged up to %d)", first, last, prev.MaxIndex)
 	for _, i := range []uint64{1, prev.MaxIndex} {
-		if err := r2Check(w, i); err != nil {
+		if err := checkRawLog(w, i); err != nil {
 			t.Error(err)
 		}
 	}
@@ -318,9 +318,9 @@ func TestRegressRotationTornSealEmptySegment(t *testing.T) {
 	// torn segment as the tail, and appends are refused rather than
 	// continuing at a wrong index.
 	if nt := st.Segments[len(st.Segments)-1]; nt.ID != sealed.ID || !nt.SealTime.IsZero() {
-		t.Errorf("the torn tail was recorded as sealed: %s", r2Strip(st))
+		t.Errorf("the torn tail was recorded as sealed: %s", segmentsSummary(st))
 	}
-	if err := w.StoreLogs([]*raft.Log{{Index: last + 1, Data: r2Data(last + 1)}}); err == nil {
+	if err := w.StoreLogs([]*raft.Log{{Index: last + 1, Data: rotationData(last + 1)}}); err == nil {
 		t.Errorf("append %d after a torn first seal went through", last+1)
 	}
 }
@@ -345,22 +345,22 @@ func TestRegressRotationRecoverTailDoesNotWrite(t *testing.T) {
 	if err := finishRotation(dir, meta, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal("empty:", err)
 	}
-	w, err := r2Open(t, dir, meta, true)
+	w, err := openRawLog(t, dir, meta, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
-	w, err = r2Open(t, dir, meta, true) // tail exists and is empty
+	w, err = openRawLog(t, dir, meta, true) // tail exists and is empty
 	if err != nil {
 		t.Fatal(err)
 	}
-	r2Store(t, w, 1, 7)
+	storeRawLogs(t, w, 1, 7)
 	w.Close()
-	before, st0 := hash(dir), r2Strip(must(meta.Load(dir)))
+	before, st0 := hash(dir), segmentsSummary(must(meta.Load(dir)))
 	if err := finishRotation(dir, meta, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	if after, st1 := hash(dir), r2Strip(must(meta.Load(dir))); after != before || st1 != st0 {
+	if after, st1 := hash(dir), segmentsSummary(must(meta.Load(dir))); after != before || st1 != st0 {
 		t.Errorf("unsealed tail: files or meta changed")
 	}
 	// a torn last frame in an unsealed tail is not written either
@@ -383,7 +383,7 @@ func TestRegressRotationRecoverTailDoesNotWrite(t *testing.T) {
 	if err := finishRotation(dir, meta, slog.New(slog.DiscardHandler)); err != nil {
 		t.Errorf("missing tail: %v", err)
 	}
-	if s := r2Strip(must(meta.Load(dir))); s != st0 {
+	if s := segmentsSummary(must(meta.Load(dir))); s != st0 {
 		t.Errorf("missing tail: meta changed: %s", s)
 	}
 }
@@ -401,20 +401,20 @@ func TestRegressRotationTornSealCommitOnly(t *testing.T) {
 	dir := t.TempDir()
 	meta := &metadb.BoltMetaDB{}
 	defer meta.Close()
-	rotated, _, _ := r2HalfRotated(t, dir, meta, 1, 5, nil)
+	rotated, _, _ := halfRotated(t, dir, meta, 1, 5, nil)
 	sealed := rotated.Segments[len(rotated.Segments)-2]
-	r2TearSeal(t, dir, sealed, sealed.MaxIndex-sealed.BaseIndex+1)
-	w, err := r2Open(t, dir, meta, true)
+	tearSeal(t, dir, sealed, sealed.MaxIndex-sealed.BaseIndex+1)
+	w, err := openRawLog(t, dir, meta, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 	last, _ := w.LastIndex()
 	for i := sealed.BaseIndex; i <= last; i++ {
-		if err := r2Check(w, i); err != nil {
+		if err := checkRawLog(w, i); err != nil {
 			t.Error(err)
 		}
 	}
-	r2Store(t, w, last+1, 3)
+	storeRawLogs(t, w, last+1, 3)
 	t.Logf("last %d (seal batch of 5 dropped), appended after", last)
 }

@@ -12,23 +12,25 @@ import (
 	"testing"
 )
 
-type r2LogBuf struct {
+// countingLog is a log writer safe for the spool's goroutines that counts
+// occurrences of a message.
+type countingLog struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *r2LogBuf) Write(p []byte) (int, error) {
+func (l *countingLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
-func (l *r2LogBuf) count(s string) int {
+func (l *countingLog) count(s string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return strings.Count(l.b.String(), s)
 }
 
-func r2Small(i int) Record {
+func smallRec(i int) Record {
 	return NewRecord(key(i), 200, func(b []byte) []byte {
 		return append(fmt.Appendf(b, "%09d-", i), bytes.Repeat([]byte{byte('a' + i%26)}, 190)...)
 	})
@@ -41,7 +43,7 @@ func r2Small(i int) Record {
 func TestRegressRotationSmallRecordsReopenAfterSeals(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	dir := t.TempDir()
-	lb := &r2LogBuf{}
+	lb := &countingLog{}
 	opts := Options{DedupWindow: noDedup, reopenEvery: 1, Logger: slog.New(slog.NewTextHandler(lb, nil))}
 	s := mustOpen(t, dir, opts)
 	const per = 2000 // ~430 KB per Append, one raft-wal append
@@ -49,7 +51,7 @@ func TestRegressRotationSmallRecordsReopenAfterSeals(t *testing.T) {
 	for w := 0; ; w++ {
 		recs := make([]Record, per)
 		for j := range recs {
-			recs[j] = r2Small(n + j)
+			recs[j] = smallRec(n + j)
 		}
 		if _, err := s.Append(context.Background(), recs); err != nil {
 			t.Fatalf("append %d (record %d): %v (finished rotations so far %d)", w, n, err, lb.count("finished a segment rotation"))
@@ -78,7 +80,7 @@ func TestRegressRotationSmallRecordsReopenAfterSeals(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, e := range es {
-				want := r2Small(int(e.Seq - 1))
+				want := smallRec(int(e.Seq - 1))
 				_ = want
 				if e.Seq != seq || !bytes.HasPrefix(e.Data, fmt.Appendf(nil, "%09d-", seq-1)) {
 					t.Fatalf("seq %d: got seq %d data %.12q", seq, e.Seq, e.Data)
@@ -88,7 +90,7 @@ func TestRegressRotationSmallRecordsReopenAfterSeals(t *testing.T) {
 		}
 	}
 	check(1)
-	mustAppend(t, s, r2Small(n))
+	mustAppend(t, s, smallRec(n))
 	n++
 	rel := uint64(n) * 2 / 3
 	if err := s.Release(rel); err != nil {

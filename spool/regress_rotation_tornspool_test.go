@@ -24,7 +24,7 @@ func TestRegressRotationTornSealSpool(t *testing.T) {
 	for {
 		recs := make([]Record, 2000)
 		for j := range recs {
-			recs[j] = r2Small(n + j)
+			recs[j] = smallRec(n + j)
 		}
 		if _, err := s.Append(context.Background(), recs); err != nil {
 			t.Fatal(err)
@@ -54,7 +54,7 @@ func TestRegressRotationTornSealSpool(t *testing.T) {
 		t.Fatal(err)
 	}
 	meta.Close()
-	r2TearSeal(t, dir, sealed, 1000) // the index's first 1000 slots made it to disk
+	tearSeal(t, dir, sealed, 1000) // the index's first 1000 slots made it to disk
 	t.Logf("segment %d..%d sealed at %d; seal batch (last 2000 records) torn", sealed.BaseIndex, sealed.MaxIndex, sealed.IndexStart)
 
 	s, err = Open(Options{Dir: dir})
