@@ -978,9 +978,8 @@ func (s *Spool) Read(from uint64, max int, maxBytes int) ([]Entry, error) {
 				// raft-wal reads it (and the rest of this call), one
 				// record per read.
 				fast = false
-				if s.diskMiss.Add(1) == 1 || err != nil {
-					s.logger.Debug("spool: reading the log through raft-wal", "seq", seq, "err", err)
-				}
+				s.diskMiss.Add(1)
+				s.logger.Debug("spool: reading the log through raft-wal", "seq", seq, "err", err)
 			}
 		}
 		if !fast {

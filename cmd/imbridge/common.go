@@ -123,7 +123,8 @@ func limitMemory(getenv func(string) string, soft int64) {
 }
 
 // mallocArenas is how many malloc arenas the C allocator may keep (set in
-// malloc_cgo.go's constructor, unless MALLOC_ARENA_MAX is set). The only
+// malloc_cgo.go's constructor, unless MALLOC_ARENA_MAX or GLIBC_TUNABLES'
+// glibc.malloc.arena_max is set). The only
 // C allocations are pebble's (the de-duplication index's block cache and
 // memtables), made from whichever threads the Go scheduler runs; glibc's
 // default of eight arenas per core kept about 25 MiB of freed cache blocks

@@ -40,9 +40,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	logger.Info("imbridge starting", append([]any{"version", version}, cfg.Dump()...)...)
 	// A soft limit: the collector works harder as the heap nears it, so a
 	// burst (a backlog catch-up, a large pull) does not grow the process to
-	// GOGC's doubling of the live heap. The live heap is about 60 MiB
-	// during a bulk ingest (README Performance); at 100 MiB the collector
-	// takes about 6 % of a core.
+	// GOGC's doubling of the live heap. During a 10M bulk ingest the
+	// collector then takes about 6 % of a core (README Performance).
 	limitMemory(getenv, 100<<20)
 
 	// Bind first (or take the socket a holder passed down: README
