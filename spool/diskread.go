@@ -79,30 +79,30 @@ func (r *diskReader) close() {
 // knows to be committed (idx <= committed). ok false: read it through
 // raft-wal instead (err says why, for the log, when it is not a plain miss).
 func (r *diskReader) get(idx, committed uint64, l *raft.Log) (ok bool, err error) {
+	defer func() {
+		if !ok {
+			r.close() // the next get seeks afresh
+		}
+	}()
 	if r.f == nil || idx < r.next {
 		if err := r.seek(idx); err != nil {
-			r.close()
 			return false, err
 		}
 	}
 	for r.next < idx { // forward, from where it is (the next segments included)
 		if _, err := r.entry(committed); err != nil {
-			r.close()
 			return false, err
 		}
 		r.next++
 	}
 	payload, err := r.entry(committed)
 	if err != nil {
-		r.close()
 		return false, err
 	}
 	if err := (&wal.BinaryCodec{}).Decode(payload, l); err != nil {
-		r.close()
 		return false, fmt.Errorf("spool: decode seq %d from the segment file: %w", idx, err)
 	}
 	if l.Index != idx {
-		r.close()
 		return false, fmt.Errorf("spool: the segment file holds seq %d where seq %d was expected", l.Index, idx)
 	}
 	r.next++
@@ -182,7 +182,7 @@ func (r *diskReader) entry(committed uint64) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			r.pos += segFrameHeaderLen + n + int64(padTo8(n))
+			r.pos += segFrameHeaderLen + n + padTo8(n)
 			return p, nil
 		default:
 			return nil, fmt.Errorf("spool: frame type %d where seq %d was expected", h[0], r.next)
@@ -193,16 +193,13 @@ func (r *diskReader) entry(committed uint64) ([]byte, error) {
 // nextSegment moves to the segment that starts at r.next.
 func (r *diskReader) nextSegment() error {
 	next := r.next
-	r.close()
-	bases, err := segmentBases(r.dir)
-	if err != nil {
+	if err := r.seek(next); err != nil {
 		return err
 	}
-	i := sort.Search(len(bases), func(i int) bool { return bases[i].base >= next })
-	if i == len(bases) || bases[i].base != next {
+	if r.next != next { // the segment found starts before: none starts at next
 		return fmt.Errorf("spool: no segment file starts at seq %d", next)
 	}
-	return r.open(bases, i)
+	return nil
 }
 
 // bytes returns n bytes of the file at off, from the chunk when it holds
