@@ -98,8 +98,10 @@ func newDecoder(src, format string, tc TencentOptions, first []byte, now time.Ti
 	}
 	switch src + "/" + format {
 	case message.SourceNative + "/" + FormatLines:
+		// A chunk's buffer is never written after it is cut (chunker.next),
+		// so the messages' strings may share it.
 		return batchOf(func(line []byte) (source.Batch, error) {
-			m, err := message.DecodeLine(line)
+			m, err := message.DecodeLineShared(line)
 			if err != nil {
 				return source.Batch{}, err
 			}

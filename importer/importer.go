@@ -698,7 +698,7 @@ func (h *heldCounter) count(ctx context.Context, msgs []message.Message, dropped
 		}
 		h.mu.Lock()
 		for _, g := range ask {
-			h.known[g] = got[g]
+			h.known[strings.Clone(g)] = got[g] // a copy: g may point into a chunk's buffer (DecodeLineShared)
 		}
 		h.mu.Unlock()
 	}

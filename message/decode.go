@@ -80,19 +80,32 @@ func goTypeName(t string) string {
 // an object. The message is normalized and validated; the error is a
 // *FieldError (or a JSON syntax error) and no partial message is returned.
 func DecodeLine(raw []byte) (Message, error) {
-	m, err := decodeLine(raw)
+	return decodeLine(raw, false)
+}
+
+// DecodeLineShared is DecodeLine for a caller that never changes raw
+// afterwards (the importer's chunks: each is read once into a buffer of its
+// own). The message's strings may point into raw instead of being copies,
+// and keep all of raw alive while any of them is: the caller copies what it
+// keeps for long. A string allocation per field was 7 % of a 2M-line import.
+func DecodeLineShared(raw []byte) (Message, error) {
+	return decodeLine(raw, true)
+}
+
+func decodeLine(raw []byte, shared bool) (Message, error) {
+	m, err := decodeLineInto(raw, shared)
 	if err != nil {
 		return Message{}, err
 	}
 	return m, nil
 }
 
-func decodeLine(raw []byte) (Message, error) {
+func decodeLineInto(raw []byte, shared bool) (Message, error) {
 	var m Message
 	if !utf8.Valid(raw) {
 		return m, fieldErr("line", "is not valid UTF-8")
 	}
-	sc := scanner{b: raw}
+	sc := scanner{b: raw, shared: shared}
 	var data, typ json.RawMessage
 	var d wireData
 	err := sc.object(func(key string) error {

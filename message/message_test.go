@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -376,6 +377,10 @@ func FuzzDecodeLine(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		m, err := DecodeLine(raw)
+		shared, serr := DecodeLineShared(bytes.Clone(raw))
+		if !reflect.DeepEqual(shared, m) || (serr == nil) != (err == nil) {
+			t.Fatalf("DecodeLineShared differs from DecodeLine:\n%+v, %v\n%+v, %v", shared, serr, m, err)
+		}
 		if err != nil {
 			if !reflect.DeepEqual(m, Message{}) {
 				t.Fatalf("error %v returned a partial message %+v", err, m)
@@ -464,6 +469,39 @@ func BenchmarkDecodeLineReference(b *testing.B) {
 	for b.Loop() {
 		if _, err := decodeLineReference(raw); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// DecodeLineShared's strings point into the line (no copy per field);
+// DecodeLine's do not, so a caller that reuses its buffer stays safe.
+func TestDecodeLineSharedPointsIntoTheLine(t *testing.T) {
+	raw := []byte(`{"data":{"ext":"","clientType":"2","createTime":1513685265481,"msgid":1,"from":"aaa","to":"bbb","body":"测试"},"type":0}`)
+	inside := func(s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		lo := uintptr(unsafe.Pointer(&raw[0]))
+		return p >= lo && p < lo+uintptr(len(raw))
+	}
+	shared, err := DecodeLineShared(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := DecodeLine(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(shared, copied) {
+		t.Fatalf("shared %+v, copied %+v", shared, copied)
+	}
+	for _, tc := range []struct {
+		name           string
+		shared, copied string
+	}{{"from", shared.From, copied.From}, {"to", shared.To, copied.To}, {"body", shared.Body, copied.Body}} {
+		if !inside(tc.shared) {
+			t.Errorf("DecodeLineShared copied %s", tc.name)
+		}
+		if inside(tc.copied) {
+			t.Errorf("DecodeLine shares %s with the line", tc.name)
 		}
 	}
 }

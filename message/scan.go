@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // scanner reads JSON from a byte slice without reflection. DecodeLine uses
@@ -14,6 +15,9 @@ import (
 type scanner struct {
 	b []byte
 	i int
+	// shared lets strings without escapes point into b instead of being
+	// copied (DecodeLineShared: b never changes afterwards).
+	shared bool
 }
 
 var errEOF = errors.New("unexpected end of JSON")
@@ -113,7 +117,14 @@ func (s *scanner) str() (string, error) {
 		c := s.b[s.i]
 		switch {
 		case c == '"':
-			v := string(s.b[start:s.i])
+			var v string
+			switch {
+			case s.i == start:
+			case s.shared:
+				v = unsafe.String(&s.b[start], s.i-start)
+			default:
+				v = string(s.b[start:s.i])
+			}
 			s.i++
 			return v, nil
 		case c == '\\':
