@@ -55,7 +55,13 @@ const (
 	dedupCache     = 16 << 20 // block cache besides the memtables: index and bloom filter blocks
 	dedupOpenFiles = 256      // table cache bound
 	dedupBloomBits = 10       // ~1% false positives per sstable probed
-	ingestPrefix   = "ingest-"
+	// dedupL0Tables is how many sstables L0 gathers before they are
+	// compacted into the level below (pebble's default: 4). Keys are random,
+	// so every such compaction rewrites that whole level: waiting for twice
+	// as many tables halves that work, for at most four more bloom filter
+	// probes per lookup. A 2M-line import: 196k -> 204k msg/s (README).
+	dedupL0Tables = 8
+	ingestPrefix  = "ingest-"
 )
 
 var (
@@ -122,6 +128,8 @@ func openDedup(dir string, window time.Duration, last uint64, logger *slog.Logge
 		opts.Levels[i].FilterType = pebble.TableFilter
 		opts.Levels[i].Compression = pebble.NoCompression // random keys: snappy only costs CPU
 	}
+	opts.L0CompactionThreshold = dedupL0Tables
+	opts.L0StopWritesThreshold = 4 * dedupL0Tables // far above: ingest must not stall on compactions
 	opts.EnsureDefaults()
 	if err := removeIngestLeftovers(dir); err != nil {
 		return nil, fmt.Errorf("spool: de-duplication index %s: %w", dir, err)
