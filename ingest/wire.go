@@ -56,13 +56,11 @@ func DecodeWire(b []byte) (msgs []message.Message, recalls []message.Recall, err
 	nm, nr := countWire(b)
 	msgs, recalls = make([]message.Message, 0, min(nm, wireReserve)), make([]message.Recall, 0, min(nr, wireReserve))
 	for item := 1; len(b) > 0; item++ {
-		kind := b[0]
-		n, k := binary.Uvarint(b[1:])
-		if k <= 0 || n > uint64(len(b)-1-k) {
+		kind, body, rest, ok := splitWireItem(b)
+		if !ok {
 			return nil, nil, fmt.Errorf("%w: item %d is truncated", ErrBadWire, item)
 		}
-		body := b[1+k : 1+k+int(n)]
-		b = b[1+k+int(n):]
+		b = rest
 		switch kind {
 		case kindMessage:
 			if len(recalls) > 0 {
@@ -102,17 +100,28 @@ const (
 // the magic), as far as their framing holds: DecodeWire reports the errors.
 func countWire(b []byte) (msgs, recalls int) {
 	for len(b) > 0 {
-		n, k := binary.Uvarint(b[1:])
-		if k <= 0 || n > uint64(len(b)-1-k) {
+		kind, body, rest, ok := splitWireItem(b)
+		if !ok {
 			break
 		}
 		switch {
-		case b[0] == kindMessage && n >= minWireMessage:
+		case kind == kindMessage && len(body) >= minWireMessage:
 			msgs++
-		case b[0] == kindRecall && n >= minWireRecall:
+		case kind == kindRecall && len(body) >= minWireRecall:
 			recalls++
 		}
-		b = b[1+k+int(n):]
+		b = rest
 	}
 	return msgs, recalls
+}
+
+// splitWireItem splits the first item off b (not empty): its kind, its
+// body and what follows; ok is false when the item is truncated.
+func splitWireItem(b []byte) (kind byte, body, rest []byte, ok bool) {
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 || n > uint64(len(b)-1-k) {
+		return 0, nil, nil, false
+	}
+	end := 1 + k + int(n)
+	return b[0], b[1+k : end], b[end:], true
 }
