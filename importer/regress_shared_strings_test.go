@@ -1,9 +1,7 @@
 package importer_test
 
 import (
-	"archive/zip"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"os"
@@ -16,7 +14,6 @@ import (
 	"github.com/imbridge/imbridge/importer"
 	"github.com/imbridge/imbridge/ingest"
 	"github.com/imbridge/imbridge/message"
-	"github.com/imbridge/imbridge/store"
 )
 
 // keepSink keeps every message it is given, past its batch: a strict check
@@ -33,13 +30,6 @@ func (k *keepSink) Ingest(_ context.Context, msgs []message.Message, _ []message
 	k.msgs = append(k.msgs, msgs...)
 	return ingest.Result{Accepted: len(msgs)}, nil
 }
-
-type noCheckpoints struct{}
-
-func (noCheckpoints) LastImport(context.Context, string, string, string) (store.ImportCheckpoint, bool, error) {
-	return store.ImportCheckpoint{}, false, nil
-}
-func (noCheckpoints) RecordImport(context.Context, store.ImportCheckpoint) error { return nil }
 
 // From the review of ed77b6d: plain, gzip, zip (BOM in each entry) and stdin inputs,
 // with small chunks and too-long lines in between; every message's strings
@@ -63,31 +53,23 @@ func TestRegressSharedStringsSurviveTheRun(t *testing.T) {
 		}
 		return p
 	}
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(plain)
-	zw.Close()
-	var zb bytes.Buffer
-	za := zip.NewWriter(&zb)
+	gz := gzipped(t, plain)
 	half := bytes.IndexByte(plain[len(plain)/2:], '\n') + len(plain)/2 + 1
-	for i, part := range [][]byte{plain[:half], append([]byte("\ufeff"), plain[half:]...)} {
-		w, _ := za.Create(fmt.Sprintf("part%d.ndjson", i))
-		w.Write(part)
-	}
-	za.Close()
+	zipped := filepath.Join(dir, "z.zip")
+	writeZip(t, zipped, map[string][]byte{"a.ndjson": plain[:half], "b.ndjson": append([]byte("\ufeff"), plain[half:]...)})
 	for _, tc := range []struct {
 		name  string
 		file  string
 		stdin []byte
 	}{
 		{"plain", write("p.ndjson", plain), nil},
-		{"gzip", write("g.ndjson.gz", gz.Bytes()), nil},
-		{"zip", write("z.zip", zb.Bytes()), nil},
-		{"stdin", "-", gz.Bytes()},
+		{"gzip", write("g.ndjson.gz", gz), nil},
+		{"zip", zipped, nil},
+		{"stdin", "-", gz},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := &keepSink{}
-			o := importer.Options{Source: "native", Format: "lines", Sink: sink, Checkpoints: noCheckpoints{},
+			o := importer.Options{Source: "native", Format: "lines", Sink: sink, Checkpoints: &memCheckpoints{},
 				ChunkBytes: 4096, MaxLine: 8192, Workers: 3}
 			if tc.stdin != nil {
 				o.Stdin = bytes.NewReader(tc.stdin)
