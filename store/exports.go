@@ -2,9 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
+	"unsafe"
+
+	"github.com/ClickHouse/ch-go/proto"
 )
 
 // ExportFilter selects the messages of a stock export: seq in (After, UpTo]
@@ -121,22 +125,19 @@ const ExportWindow = 1 << 18
 // a window overlaps the writing of the one before.
 func (s *Store) StreamExport(ctx context.Context, f ExportFilter, fn func(scene string, typ uint16, line string) error) (dups uint64, err error) {
 	defer wrap(&err, "store.StreamExport(%d, %d]", f.After, f.UpTo)
-	seen := make(map[uint64]struct{}, ExportWindow/4)
+	seen := newIdentities(ExportWindow)
 	err = streamWindows(ctx, f.After, f.UpTo, ExportWindow, func(ctx context.Context, lo, hi uint64, emit func(exportRow) bool) error {
 		wf := f
 		wf.After, wf.UpTo = lo, hi
 		return s.fetchExportWindow(ctx, wf, f.UpTo, emit)
-	}, func() { clear(seen) }, func(r exportRow) error {
+	}, seen.reset, func(r exportRow) error {
 		scene, ok := r.scene()
 		if !ok {
 			return fmt.Errorf("a stored message's scene is neither p2p nor team (flags %#x)", r.flags)
 		}
-		if !r.copied() { // a copy is the newer rendering: always written
-			n := len(seen)
-			if seen[r.identity] = struct{}{}; len(seen) == n { // one probe, not a lookup and an insert
-				dups++
-				return nil
-			}
+		if !r.copied() && !seen.add(r.identity) { // a copy is the newer rendering: always written
+			dups++
+			return nil
 		}
 		return fn(scene, r.typ(), r.line)
 	})
@@ -171,8 +172,12 @@ func (r exportRow) scene() (string, bool) {
 
 func (s *Store) fetchExportWindow(ctx context.Context, f ExportFilter, snapshot uint64, emit func(exportRow) bool) error {
 	where, args := f.rangeWhere()
-	rows, err := s.conn.Query(lineBlocks(ctx), "SELECT cityHash64(scene, msgid, from_account, to_account, tid, group_id, create_time), "+exportFlags+", line"+
-		" FROM messages WHERE "+where+" AND held = 0 AND "+NotRecalled+" AND "+f.notSuperseded(snapshot)+" ORDER BY seq", args...)
+	q := "SELECT cityHash64(scene, msgid, from_account, to_account, tid, group_id, create_time) AS identity, " + exportFlags + " AS flags, line" +
+		" FROM messages WHERE " + where + " AND held = 0 AND " + NotRecalled + " AND " + f.notSuperseded(snapshot) + " ORDER BY seq"
+	if done, err := s.fetchExportBlocks(ctx, q, args, emit); done {
+		return err
+	}
+	rows, err := s.conn.Query(lineBlocks(ctx), q, args...)
 	if err != nil {
 		return err
 	}
@@ -187,6 +192,32 @@ func (s *Store) fetchExportWindow(ctx context.Context, f ExportFilter, snapshot 
 		}
 	}
 	return rows.Err()
+}
+
+// fetchExportBlocks runs the export query q through the block reader.
+// done is false when the reader cannot serve it and the driver should.
+func (s *Store) fetchExportBlocks(ctx context.Context, q string, args []any, emit func(exportRow) bool) (done bool, err error) {
+	var (
+		identity proto.ColUInt64
+		flags    proto.ColUInt32
+		line     proto.ColStr
+	)
+	cols := proto.Results{{Name: "identity", Data: &identity}, {Name: "flags", Data: &flags}, {Name: "line", Data: &line}}
+	errStop := errors.New("stopped")
+	return s.queryBlocks(ctx, q, args, cols, func(rows int) error {
+		// The rows' lines point into the block's buffer, which the
+		// consumer holds until it wrote them: the next block is decoded
+		// into a buffer of its own.
+		buf := line.Buf
+		line.Buf = make([]byte, 0, cap(buf))
+		for i := range rows {
+			p := line.Pos[i]
+			if !emit(exportRow{identity: identity[i], flags: flags[i], line: unsafe.String(unsafe.SliceData(buf[p.Start:]), p.End-p.Start)}) {
+				return errStop
+			}
+		}
+		return nil
+	}, errStop)
 }
 
 // ExportRun is one row of export_runs.

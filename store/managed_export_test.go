@@ -1,8 +1,44 @@
 package store
 
-import "syscall"
+import (
+	"context"
+	"errors"
+	"syscall"
+	"time"
+
+	"github.com/ClickHouse/ch-go/proto"
+)
 
 // SetParentDeathSignal sets the signal a server launched from now on gets
 // when its owner dies; 0 makes it outlive its owner, as a server whose
 // parent-death signal was lost would. For tests.
 func SetParentDeathSignal(sig syscall.Signal) { parentDeathSignal = sig }
+
+// WithoutBlockReader makes s read every stream through the driver, as for a
+// DSN the block reader does not serve. For tests of both paths.
+func WithoutBlockReader(s *Store) { s.blocks = nil }
+
+// QueryBlocks runs sql through s's block reader. For tests.
+func QueryBlocks(ctx context.Context, s *Store, sql string, cols proto.Results, fn func(rows int) error) (started bool, err error) {
+	return s.blocks.query(ctx, sql, cols, fn)
+}
+
+// BlockReaderAt is a block reader for addr. For tests.
+func BlockReaderAt(addr string) func(ctx context.Context, sql string, cols proto.Results, fn func(rows int) error) (bool, error) {
+	b := &blockReader{addr: addr, user: "default", database: "default", dialTimeout: time.Second, readTimeout: time.Minute}
+	return b.query
+}
+
+// IsServerError reports whether err is an exception ClickHouse sent, and
+// its code.
+func IsServerError(err error) (int32, bool) {
+	var se *serverError
+	if errors.As(err, &se) {
+		return se.Code, true
+	}
+	return 0, false
+}
+
+// PointBlockReaderAt makes s's block reader dial addr (a server that does
+// not speak the protocol, say). For tests of the fallback to the driver.
+func PointBlockReaderAt(s *Store, addr string) { s.blocks.addr = addr }

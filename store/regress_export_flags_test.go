@@ -14,8 +14,20 @@ import (
 // included — in both scenes, originals and re-issued copies, comes back with
 // its own scene and type; a same-identity original within the window is
 // dropped once, a copy is always written, and a superseded original is not.
-func TestRegressExportFlagsRoundTrip(t *testing.T) {
-	s := storetest.Open(t)
+func TestRegressExportFlagsRoundTrip(t *testing.T) { bothReaders(t, testExportFlagsRoundTrip) }
+
+// bothReaders runs test on a store whose streams go through the block
+// reader and on one whose streams go through the driver.
+func bothReaders(t *testing.T, test func(t *testing.T, s *store.Store)) {
+	t.Run("block reader", func(t *testing.T) { test(t, storetest.Open(t)) })
+	t.Run("driver", func(t *testing.T) {
+		s := storetest.Open(t)
+		store.WithoutBlockReader(s)
+		test(t, s)
+	})
+}
+
+func testExportFlagsRoundTrip(t *testing.T, s *store.Store) {
 	ctx := context.Background()
 	types := []uint16{0, 1, 2, 3, 4, 6, 7, 8, 15, 16, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110,
 		255, 256, 1023, 4095, 8191, 8192, 32767, 32768, 65534, 65535}
@@ -92,8 +104,9 @@ func TestRegressExportFlagsRoundTrip(t *testing.T) {
 }
 
 // A plain duplicate (no copy involved) is counted and dropped once.
-func TestRegressExportDupCount(t *testing.T) {
-	s := storetest.Open(t)
+func TestRegressExportDupCount(t *testing.T) { bothReaders(t, testExportDupCount) }
+
+func testExportDupCount(t *testing.T, s *store.Store) {
 	ctx := context.Background()
 	a, b, c := row(1), row(2), row(3)
 	b.MsgID, b.CreateTime = a.MsgID, a.CreateTime

@@ -31,7 +31,9 @@ type Store struct {
 	database string
 	logger   *slog.Logger
 	opts     *clickhouse.Options
-	mapMu    sync.Mutex // serialises map load commits (see load.commit)
+	mapMu    sync.Mutex   // serialises map load commits (see load.commit)
+	blocks   *blockReader // nil when the DSN needs what it does not speak (TLS, several hosts)
+	fallback sync.Once    // logs the first time blocks failed and the driver served instead
 }
 
 var dbName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -90,7 +92,16 @@ func New(dsn string, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse open: %w", err)
 	}
-	return &Store{conn: conn, database: db, logger: logger, opts: opts}, nil
+	s := &Store{conn: conn, database: db, logger: logger, opts: opts}
+	if opts.TLS == nil && len(opts.Addr) == 1 {
+		user := opts.Auth.Username
+		if user == "" {
+			user = "default" // as the driver
+		}
+		s.blocks = &blockReader{addr: opts.Addr[0], database: db, user: user, password: opts.Auth.Password,
+			dialTimeout: opts.DialTimeout, readTimeout: opts.ReadTimeout}
+	}
+	return s, nil
 }
 
 // Prepare creates the database when it is missing and applies the schema

@@ -1,0 +1,261 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/ch-go/proto"
+)
+
+// nativeRevision is the native protocol revision the block reader speaks:
+// ClickHouse 18.16's. A server negotiates down to the lower of its own and
+// the client's revision, and every later server still serves clients of
+// this one (their handshake code keeps every DBMS_MIN_REVISION_WITH_*
+// branch back to 54032).
+const nativeRevision = 54412
+
+// blockReader runs one SELECT over a connection of its own and hands the
+// result over block by block, decoded by ch-go's proto package into
+// columns the caller owns and reuses, with no per-row scan, copy or boxing.
+// It exists for the two queries that stream every stored line (export and
+// pull): clickhouse-go decodes each block into freshly grown buffers,
+// copies every string and scans each row through reflection, which was
+// most of the export's CPU. ch-go's own client cannot be used: it sends a
+// query's client info only from revision 54420 (its FeatureClientWriteInfo,
+// the revision of progress's written rows) while servers expect it from
+// 54032, so 18.16 misreads the query packet.
+//
+// It speaks plain TCP without compression (the managed server is on
+// loopback) and knows only what a SELECT returns: data, progress, profile
+// info, exceptions and the end of the stream.
+type blockReader struct {
+	addr, database, user, password string
+	dialTimeout, readTimeout       time.Duration
+}
+
+// errNativeUnsupported marks a reader that cannot serve this DSN (TLS,
+// several hosts): the caller uses the driver instead.
+var errNativeUnsupported = errors.New("native block reader unsupported for this DSN")
+
+// serverError is an exception ClickHouse sent in answer to a query.
+type serverError struct {
+	Code    int32
+	Name    string
+	Message string
+}
+
+func (e *serverError) Error() string {
+	return fmt.Sprintf("clickhouse [%d] %s: %s", e.Code, e.Name, e.Message)
+}
+
+// query runs sql and calls fn after each non-empty block was decoded into
+// cols (fn reads the columns; they are overwritten by the next block). The
+// columns' names and types must match the SELECT's. started reports
+// whether the server accepted the query (a handshake or dial failure
+// leaves it false).
+func (b *blockReader) query(ctx context.Context, sql string, cols proto.Results, fn func(rows int) error) (started bool, err error) {
+	d := net.Dialer{Timeout: b.dialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", b.addr)
+	if err != nil {
+		return false, fmt.Errorf("%w: dial %s: %v", ErrUnavailable, b.addr, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer func() {
+		if !stop() || ctx.Err() != nil {
+			err = ctx.Err()
+		}
+	}()
+	w := bufio.NewWriterSize(conn, 4096)
+	r := proto.NewReader(conn)
+	deadline := func() { _ = conn.SetDeadline(time.Now().Add(b.readTimeout)) }
+
+	deadline()
+	var buf proto.Buffer
+	proto.ClientHello{Name: "imbridge", Major: 1, ProtocolVersion: nativeRevision,
+		Database: b.database, User: b.user, Password: b.password}.Encode(&buf)
+	if _, err := w.Write(buf.Buf); err != nil {
+		return false, fmt.Errorf("%w: hello: %v", ErrUnavailable, err)
+	}
+	if err := w.Flush(); err != nil {
+		return false, fmt.Errorf("%w: hello: %v", ErrUnavailable, err)
+	}
+	code, err := r.UVarInt()
+	if err != nil {
+		return false, fmt.Errorf("%w: hello: %v", ErrUnavailable, err)
+	}
+	switch proto.ServerCode(code) {
+	case proto.ServerCodeHello:
+	case proto.ServerCodeException:
+		return false, readException(r)
+	default:
+		return false, fmt.Errorf("hello: unexpected packet %d", code)
+	}
+	var hello proto.ServerHello
+	if err := hello.DecodeAware(r, nativeRevision); err != nil {
+		return false, fmt.Errorf("hello: %w", err)
+	}
+	rev := min(nativeRevision, hello.Revision)
+
+	buf.Reset()
+	encodeQuery(&buf, rev, sql, conn.LocalAddr().String())
+	proto.ClientCodeData.Encode(&buf) // the empty block that ends the query's (absent) external data
+	buf.PutString("")
+	proto.Block{}.EncodeAware(&buf, rev)
+	if _, err := w.Write(buf.Buf); err != nil {
+		return false, fmt.Errorf("%w: query: %v", ErrUnavailable, err)
+	}
+	if err := w.Flush(); err != nil {
+		return false, fmt.Errorf("%w: query: %v", ErrUnavailable, err)
+	}
+	for {
+		deadline()
+		code, err := r.UVarInt()
+		if err != nil {
+			return started, fmt.Errorf("%w: read: %v", ErrUnavailable, err)
+		}
+		switch proto.ServerCode(code) {
+		case proto.ServerCodeData:
+			started = true
+			if _, err := r.Str(); err != nil { // temporary table name
+				return started, fmt.Errorf("%w: block: %v", ErrUnavailable, err)
+			}
+			var block proto.Block
+			if err := block.DecodeBlock(r, rev, cols); err != nil {
+				return started, fmt.Errorf("block: %w", err)
+			}
+			if block.Rows > 0 {
+				if err := fn(block.Rows); err != nil {
+					return started, err
+				}
+			}
+		case proto.ServerCodeProgress:
+			started = true
+			var p proto.Progress
+			if err := p.DecodeAware(r, rev); err != nil {
+				return started, fmt.Errorf("progress: %w", err)
+			}
+		case proto.ServerCodeProfile:
+			var p proto.Profile
+			if err := p.DecodeAware(r, rev); err != nil {
+				return started, fmt.Errorf("profile: %w", err)
+			}
+		case proto.ServerCodeException:
+			return started, readException(r)
+		case proto.ServerCodeEndOfStream:
+			return started, nil
+		default:
+			return started, fmt.Errorf("unexpected packet %d", code)
+		}
+	}
+}
+
+// encodeQuery writes a Query packet as servers expect it at rev: no
+// settings (a SELECT carries its own in a SETTINGS clause), the complete
+// stage, no compression. localAddr is the connection's own address.
+func encodeQuery(buf *proto.Buffer, rev int, sql, localAddr string) {
+	proto.ClientCodeQuery.Encode(buf)
+	buf.PutString("") // query id: the server makes one
+	proto.ClientInfo{
+		ProtocolVersion: rev,
+		Major:           1,
+		Interface:       proto.InterfaceTCP,
+		Query:           proto.ClientQueryInitial,
+		InitialAddress:  localAddr, // servers parse it as host:port (18.16 asserts on an empty one)
+		ClientName:      "imbridge",
+	}.EncodeAware(buf, rev)
+	buf.PutString("") // end of settings
+	proto.StageComplete.Encode(buf)
+	proto.CompressionDisabled.Encode(buf)
+	buf.PutString(sql)
+}
+
+// readException reads an exception and the ones nested in it.
+func readException(r *proto.Reader) error {
+	var first *serverError
+	for {
+		code, err := r.Int32()
+		if err != nil {
+			return fmt.Errorf("%w: exception: %v", ErrUnavailable, err)
+		}
+		var s [3]string // name, message, stack
+		for i := range s {
+			if s[i], err = r.Str(); err != nil {
+				return fmt.Errorf("%w: exception: %v", ErrUnavailable, err)
+			}
+		}
+		if first == nil {
+			first = &serverError{Code: code, Name: s[0], Message: s[1]}
+		}
+		nested, err := r.Bool()
+		if err != nil {
+			return fmt.Errorf("%w: exception: %v", ErrUnavailable, err)
+		}
+		if !nested {
+			return first
+		}
+	}
+}
+
+// queryBlocks runs q (its ? bound to args, which must be integers) through
+// the block reader with lineBlockRows rows per block. done is false when
+// the reader cannot serve it, before the server started answering: the
+// caller runs q through the driver instead. fn returning stop ends the
+// query early without an error.
+func (s *Store) queryBlocks(ctx context.Context, q string, args []any, cols proto.Results, fn func(rows int) error, stop error) (done bool, err error) {
+	if s.blocks == nil {
+		return false, nil
+	}
+	sql, err := bindIntegers(q, args)
+	if err != nil {
+		return true, err
+	}
+	sql += " SETTINGS max_block_size = " + strconv.Itoa(lineBlockRows)
+	started, err := s.blocks.query(ctx, sql, cols, fn)
+	switch {
+	case errors.Is(err, stop):
+		return true, nil
+	case err == nil || started || ctx.Err() != nil:
+		return true, err
+	}
+	var se *serverError
+	if errors.As(err, &se) && se.Code != 0 {
+		return true, err // the server refused the query itself: the driver would get the same answer
+	}
+	s.fallback.Do(func() {
+		s.logger.Warn("the native block reader failed before the query started; the driver serves instead", "err", err)
+	})
+	return false, nil
+}
+
+// bindIntegers replaces each ? in q with the next of args, each an integer.
+func bindIntegers(q string, args []any) (string, error) {
+	var b strings.Builder
+	for _, a := range args {
+		i := strings.IndexByte(q, '?')
+		if i < 0 {
+			return "", fmt.Errorf("bind: %d args for fewer placeholders", len(args))
+		}
+		b.WriteString(q[:i])
+		switch v := a.(type) {
+		case uint64:
+			b.WriteString(strconv.FormatUint(v, 10))
+		case int64:
+			b.WriteString(strconv.FormatInt(v, 10))
+		default:
+			return "", fmt.Errorf("bind: %T is not an integer", a)
+		}
+		q = q[i+1:]
+	}
+	if strings.IndexByte(q, '?') >= 0 {
+		return "", errors.New("bind: more placeholders than args")
+	}
+	b.WriteString(q)
+	return b.String(), nil
+}

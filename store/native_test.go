@@ -1,0 +1,123 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/ch-go/proto"
+
+	"github.com/imbridge/imbridge/store"
+	"github.com/imbridge/imbridge/store/storetest"
+)
+
+// exportAll runs a whole export of s's first n seqs and returns its lines,
+// kept past the run as a writer's caller could keep them.
+func exportAll(t *testing.T, s *store.Store, n uint64) []string {
+	t.Helper()
+	var lines []string
+	if _, err := s.StreamExport(context.Background(), store.ExportFilter{UpTo: n}, func(scene string, typ uint16, line string) error {
+		lines = append(lines, scene+" "+line)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return lines
+}
+
+// The block reader decodes each block into a buffer of its own: lines
+// handed out from every block (many, of ~190 bytes) stay intact after the
+// blocks after them were read, and match the driver's line for line.
+func TestBlockReaderExportMatchesTheDriver(t *testing.T) {
+	s := storetest.Open(t)
+	const n = 30000
+	storetest.InsertLines(t, s, n)
+	native := exportAll(t, s, n)
+	store.WithoutBlockReader(s)
+	driver := exportAll(t, s, n)
+	if len(native) != n || !slices.Equal(native, driver) {
+		t.Fatalf("block reader gave %d lines, driver %d; equal: %v", len(native), len(driver), slices.Equal(native, driver))
+	}
+}
+
+// A reader that cannot even start (here: a server that hangs up at once)
+// leaves the export to the driver, which writes every line.
+func TestExportFallsBackToTheDriverWhenTheReaderCannotStart(t *testing.T) {
+	s := storetest.Open(t)
+	storetest.InsertLines(t, s, 100)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	store.PointBlockReaderAt(s, ln.Addr().String())
+	if lines := exportAll(t, s, 100); len(lines) != 100 {
+		t.Fatalf("%d lines exported; want 100", len(lines))
+	}
+}
+
+func TestBlockReaderReturnsTheServersException(t *testing.T) {
+	s := storetest.Open(t)
+	var n proto.ColUInt64
+	started, err := store.QueryBlocks(context.Background(), s, "SELECT n FROM no_such_table", proto.Results{{Name: "n", Data: &n}},
+		func(int) error { return nil })
+	code, ok := store.IsServerError(err)
+	if !ok || code != 60 || started { // UNKNOWN_TABLE
+		t.Fatalf("started %v, err %v (code %d); want the server's UNKNOWN_TABLE (60)", started, err, code)
+	}
+}
+
+// Cancelling the context ends an endless query promptly with ctx's error.
+func TestBlockReaderStopsWhenCancelled(t *testing.T) {
+	s := storetest.Open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var n proto.ColUInt64
+	blocks := 0
+	done := make(chan error, 1)
+	go func() {
+		_, err := store.QueryBlocks(ctx, s, "SELECT number AS n FROM system.numbers SETTINGS max_block_size = 1000",
+			proto.Results{{Name: "n", Data: &n}}, func(rows int) error {
+				if blocks++; blocks == 3 {
+					cancel()
+				}
+				return nil
+			})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err %v; want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the query did not stop within 30 s of its cancellation")
+	}
+}
+
+func TestBlockReaderUnreachableServerIsUnavailable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	var n proto.ColUInt64
+	started, err := store.BlockReaderAt(addr)(context.Background(), "SELECT 1 AS n", proto.Results{{Name: "n", Data: &n}},
+		func(int) error { return nil })
+	if started || !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("started %v, err %v; want ErrUnavailable before starting", started, err)
+	}
+}
