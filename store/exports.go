@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unsafe"
 
 	"github.com/ClickHouse/ch-go/proto"
 )
@@ -205,14 +204,9 @@ func (s *Store) fetchExportBlocks(ctx context.Context, q string, args []any, emi
 	cols := proto.Results{{Name: "identity", Data: &identity}, {Name: "flags", Data: &flags}, {Name: "line", Data: &line}}
 	errStop := errors.New("stopped")
 	return s.queryBlocks(ctx, q, args, cols, func(rows int) error {
-		// The rows' lines point into the block's buffer, which the
-		// consumer holds until it wrote them: the next block is decoded
-		// into a buffer of its own.
-		buf := line.Buf
-		line.Buf = make([]byte, 0, cap(buf))
+		lines := detach(&line)
 		for i := range rows {
-			p := line.Pos[i]
-			if !emit(exportRow{identity: identity[i], flags: flags[i], line: unsafe.String(unsafe.SliceData(buf[p.Start:]), p.End-p.Start)}) {
+			if !emit(exportRow{identity: identity[i], flags: flags[i], line: lines.at(i)}) {
 				return errStop
 			}
 		}

@@ -42,3 +42,13 @@ func IsServerError(err error) (int32, bool) {
 // PointBlockReaderAt makes s's block reader dial addr (a server that does
 // not speak the protocol, say). For tests of the fallback to the driver.
 func PointBlockReaderAt(s *Store, addr string) { s.blocks.addr = addr }
+
+// StreamBlocks runs q as the streams do: its args bound, blocks of at most
+// LineBlockRows rows; done is false when the driver should serve instead.
+// For tests.
+func StreamBlocks(ctx context.Context, s *Store, q string, args []any, cols proto.Results, fn func(rows int) error) (done bool, err error) {
+	return s.queryBlocks(ctx, q, args, cols, fn, nil)
+}
+
+// LineBlockRows is lineBlockRows, for tests.
+const LineBlockRows = lineBlockRows

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/ClickHouse/ch-go/proto"
 )
@@ -258,4 +259,26 @@ func bindIntegers(q string, args []any) (string, error) {
 	}
 	b.WriteString(q)
 	return b.String(), nil
+}
+
+// blockStrings are the strings of one decoded block.
+type blockStrings struct {
+	buf []byte
+	pos []proto.Position
+}
+
+// detach takes the strings c decoded, which stay valid for as long as
+// anyone holds them: c decodes the next block into a buffer of its own
+// (ch-go reuses a column's buffer, and a line may be queued or kept past
+// its block). Read them before the next block is decoded.
+func detach(c *proto.ColStr) blockStrings {
+	b := blockStrings{buf: c.Buf, pos: c.Pos}
+	c.Buf = make([]byte, 0, cap(c.Buf))
+	return b
+}
+
+// at is the i-th string, pointing into the block's buffer (no copy).
+func (b blockStrings) at(i int) string {
+	p := b.pos[i]
+	return unsafe.String(unsafe.SliceData(b.buf[p.Start:]), p.End-p.Start)
 }

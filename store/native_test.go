@@ -121,3 +121,47 @@ func TestBlockReaderUnreachableServerIsUnavailable(t *testing.T) {
 		t.Fatalf("started %v, err %v; want ErrUnavailable before starting", started, err)
 	}
 }
+
+// The streams' queries ask for blocks of LineBlockRows rows, and the
+// server sends no bigger ones.
+func TestBlockReaderAsksForBlocksOfLineBlockRows(t *testing.T) {
+	s := storetest.Open(t)
+	const n = 20000
+	storetest.InsertLines(t, s, n)
+	var line proto.ColStr
+	var blocks, rows, biggest int
+	done, err := store.StreamBlocks(context.Background(), s, "SELECT line FROM messages WHERE seq > ? AND seq <= ?", []any{uint64(0), uint64(n)},
+		proto.Results{{Name: "line", Data: &line}}, func(r int) error {
+			blocks++
+			rows += r
+			biggest = max(biggest, r)
+			return nil
+		})
+	if !done || err != nil || rows != n || biggest > store.LineBlockRows || blocks < n/store.LineBlockRows {
+		t.Fatalf("done %v, err %v: %d rows in %d blocks, the biggest of %d rows; want %d rows in blocks of at most %d",
+			done, err, rows, blocks, biggest, n, store.LineBlockRows)
+	}
+}
+
+// Pull's lines, kept past their blocks, match the driver's.
+func TestBlockReaderPullMatchesTheDriver(t *testing.T) {
+	s := storetest.Open(t)
+	const n = 30000
+	storetest.InsertLines(t, s, n)
+	pull := func() []string {
+		var lines []string
+		if err := s.StreamLines(context.Background(), store.LineFilter{UpTo: n}, func(l string) error {
+			lines = append(lines, l)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return lines
+	}
+	native := pull()
+	store.WithoutBlockReader(s)
+	driver := pull()
+	if len(native) != n || !slices.Equal(native, driver) {
+		t.Fatalf("block reader gave %d lines, driver %d; equal: %v", len(native), len(driver), slices.Equal(native, driver))
+	}
+}

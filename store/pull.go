@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2"
 )
 
@@ -73,29 +74,46 @@ func (s *Store) StreamLines(ctx context.Context, f LineFilter, fn func(line stri
 		}
 		w := f
 		w.After, w.UpTo = lo, hi
-		where, args := w.where()
-		rows, err := s.conn.Query(lineBlocks(ctx), "SELECT line FROM messages WHERE "+where+" ORDER BY seq", args...)
-		if err != nil {
-			return err
-		}
-		var line string
-		for rows.Next() {
-			if err := rows.Scan(&line); err != nil {
-				rows.Close()
-				return err
-			}
-			if err := fn(line); err != nil {
-				rows.Close()
-				return err
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err := s.streamLineWindow(ctx, w, fn); err != nil {
 			return err
 		}
 		lo = hi
 	}
 	return nil
+}
+
+// streamLineWindow calls fn with the lines of one window of f, through the
+// block reader or, when it cannot serve, the driver.
+func (s *Store) streamLineWindow(ctx context.Context, f LineFilter, fn func(line string) error) error {
+	where, args := f.where()
+	q := "SELECT line FROM messages WHERE " + where + " ORDER BY seq"
+	var col proto.ColStr
+	if done, err := s.queryBlocks(ctx, q, args, proto.Results{{Name: "line", Data: &col}}, func(rows int) error {
+		lines := detach(&col)
+		for i := range rows {
+			if err := fn(lines.at(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil); done {
+		return err
+	}
+	rows, err := s.conn.Query(lineBlocks(ctx), q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var line string
+	for rows.Next() {
+		if err := rows.Scan(&line); err != nil {
+			return err
+		}
+		if err := fn(line); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // Delivery is one pull response written completely.

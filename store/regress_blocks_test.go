@@ -9,7 +9,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/imbridge/imbridge/store"
-	"github.com/imbridge/imbridge/store/storetest"
 )
 
 // Pull and export of more rows than one 4096-row block against the test
@@ -17,8 +16,12 @@ import (
 // the server really sends blocks of at most 4096 rows (the setting is
 // accepted, not ignored). The profile callback rides along on the caller's
 // ctx, which lineBlocks extends rather than replaces.
-func TestRegressLineBlocks(t *testing.T) {
-	s := storetest.Open(t)
+//
+// Both readers: the driver's blocks are counted by its profile callback,
+// the block reader's in TestBlockReaderAsksForBlocksOfLineBlockRows.
+func TestRegressLineBlocks(t *testing.T) { bothReaders(t, testLineBlocks) }
+
+func testLineBlocks(t *testing.T, s *store.Store) {
 	ctx := context.Background()
 	const n = 20000
 	var rows []store.Message
