@@ -23,11 +23,19 @@ func QueryBlocks(ctx context.Context, s *Store, sql string, cols proto.Results, 
 	return s.blocks.query(ctx, sql, cols, fn)
 }
 
-// BlockReaderAt is a block reader for addr. For tests.
-func BlockReaderAt(addr string) func(ctx context.Context, sql string, cols proto.Results, fn func(rows int) error) (bool, error) {
-	b := &blockReader{addr: addr, user: "default", database: "default", dialTimeout: time.Second, readTimeout: time.Minute}
+// BlockReaderAt is a block reader for addr, compressing or not. For tests.
+func BlockReaderAt(addr string, compress bool) func(ctx context.Context, sql string, cols proto.Results, fn func(rows int) error) (bool, error) {
+	b := newBlockReader(addr, "default", "", "", time.Second, time.Minute)
+	b.compress = compress
 	return b.query
 }
+
+// CompressBlocks makes s's block reader ask for compressed blocks, as it
+// does from a server on another machine. For tests.
+func CompressBlocks(s *Store) { s.blocks.compress = true }
+
+// Loopback is loopback, for tests.
+var Loopback = loopback
 
 // IsServerError reports whether err is an exception ClickHouse sent, and
 // its code.

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/ClickHouse/ch-go/compress"
 	"github.com/ClickHouse/ch-go/proto"
 )
 
@@ -32,12 +33,36 @@ const nativeRevision = 54412
 // the revision of progress's written rows) while servers expect it from
 // 54032, so 18.16 misreads the query packet.
 //
-// It speaks plain TCP without compression (the managed server is on
-// loopback) and knows only what a SELECT returns: data, progress, profile
-// info, exceptions and the end of the stream.
+// It speaks plain TCP, LZ4-compressed unless the server is on this
+// machine (compressing on loopback only costs both sides CPU), and knows
+// only what a SELECT returns: data, progress, profile info, exceptions and
+// the end of the stream.
 type blockReader struct {
 	addr, database, user, password string
 	dialTimeout, readTimeout       time.Duration
+	compress                       bool
+}
+
+// newBlockReader is a reader for the server at addr (host:port).
+func newBlockReader(addr, database, user, password string, dialTimeout, readTimeout time.Duration) *blockReader {
+	if user == "" {
+		user = "default" // as the driver
+	}
+	return &blockReader{addr: addr, database: database, user: user, password: password,
+		dialTimeout: dialTimeout, readTimeout: readTimeout, compress: !loopback(addr)}
+}
+
+// loopback reports whether addr's host is this machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // errNativeUnsupported marks a reader that cannot serve this DSN (TLS,
@@ -104,11 +129,23 @@ func (b *blockReader) query(ctx context.Context, sql string, cols proto.Results,
 	}
 	rev := min(nativeRevision, hello.Revision)
 
+	compression := proto.CompressionDisabled
+	if b.compress {
+		compression = proto.CompressionEnabled
+	}
 	buf.Reset()
-	encodeQuery(&buf, rev, sql, conn.LocalAddr().String())
+	encodeQuery(&buf, rev, sql, conn.LocalAddr().String(), compression)
 	proto.ClientCodeData.Encode(&buf) // the empty block that ends the query's (absent) external data
 	buf.PutString("")
+	start := len(buf.Buf)
 	proto.Block{}.EncodeAware(&buf, rev)
+	if b.compress { // a compressed query's blocks are compressed both ways
+		cw := compress.NewWriter(compress.LevelZero, compress.LZ4)
+		if err := cw.Compress(buf.Buf[start:]); err != nil {
+			return false, fmt.Errorf("query: %w", err)
+		}
+		buf.Buf = append(buf.Buf[:start], cw.Data...)
+	}
 	if _, err := w.Write(buf.Buf); err != nil {
 		return false, fmt.Errorf("%w: query: %v", ErrUnavailable, err)
 	}
@@ -128,7 +165,12 @@ func (b *blockReader) query(ctx context.Context, sql string, cols proto.Results,
 				return started, fmt.Errorf("%w: block: %v", ErrUnavailable, err)
 			}
 			var block proto.Block
-			if err := block.DecodeBlock(r, rev, cols); err != nil {
+			if b.compress {
+				r.EnableCompression()
+			}
+			err := block.DecodeBlock(r, rev, cols)
+			r.DisableCompression()
+			if err != nil {
 				return started, fmt.Errorf("block: %w", err)
 			}
 			if block.Rows > 0 {
@@ -159,8 +201,8 @@ func (b *blockReader) query(ctx context.Context, sql string, cols proto.Results,
 
 // encodeQuery writes a Query packet as servers expect it at rev: no
 // settings (a SELECT carries its own in a SETTINGS clause), the complete
-// stage, no compression. localAddr is the connection's own address.
-func encodeQuery(buf *proto.Buffer, rev int, sql, localAddr string) {
+// stage. localAddr is the connection's own address.
+func encodeQuery(buf *proto.Buffer, rev int, sql, localAddr string, compression proto.Compression) {
 	proto.ClientCodeQuery.Encode(buf)
 	buf.PutString("") // query id: the server makes one
 	proto.ClientInfo{
@@ -173,7 +215,7 @@ func encodeQuery(buf *proto.Buffer, rev int, sql, localAddr string) {
 	}.EncodeAware(buf, rev)
 	buf.PutString("") // end of settings
 	proto.StageComplete.Encode(buf)
-	proto.CompressionDisabled.Encode(buf)
+	compression.Encode(buf)
 	buf.PutString(sql)
 }
 

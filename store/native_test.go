@@ -31,15 +31,31 @@ func exportAll(t *testing.T, s *store.Store, n uint64) []string {
 // The block reader decodes each block into a buffer of its own: lines
 // handed out from every block (many, of ~190 bytes) stay intact after the
 // blocks after them were read, and match the driver's line for line.
+// The same holds for compressed blocks (what the reader asks a server on
+// another machine for).
 func TestBlockReaderExportMatchesTheDriver(t *testing.T) {
 	s := storetest.Open(t)
 	const n = 30000
 	storetest.InsertLines(t, s, n)
 	native := exportAll(t, s, n)
+	store.CompressBlocks(s)
+	compressed := exportAll(t, s, n)
 	store.WithoutBlockReader(s)
 	driver := exportAll(t, s, n)
-	if len(native) != n || !slices.Equal(native, driver) {
-		t.Fatalf("block reader gave %d lines, driver %d; equal: %v", len(native), len(driver), slices.Equal(native, driver))
+	if len(native) != n || !slices.Equal(native, driver) || !slices.Equal(compressed, driver) {
+		t.Fatalf("block reader gave %d lines, %d compressed, driver %d; equal: %v, %v",
+			len(native), len(compressed), len(driver), slices.Equal(native, driver), slices.Equal(compressed, driver))
+	}
+}
+
+func TestLoopbackAddresses(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:9000": true, "localhost:9000": true, "[::1]:9000": true, "127.0.0.2:9000": true,
+		"10.0.0.5:9000": false, "clickhouse.internal:9000": false, "[2001:db8::1]:9000": false,
+	} {
+		if got := store.Loopback(addr); got != want {
+			t.Errorf("loopback(%q) = %v; want %v", addr, got, want)
+		}
 	}
 }
 
@@ -115,7 +131,7 @@ func TestBlockReaderUnreachableServerIsUnavailable(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
 	var n proto.ColUInt64
-	started, err := store.BlockReaderAt(addr)(context.Background(), "SELECT 1 AS n", proto.Results{{Name: "n", Data: &n}},
+	started, err := store.BlockReaderAt(addr, false)(context.Background(), "SELECT 1 AS n", proto.Results{{Name: "n", Data: &n}},
 		func(int) error { return nil })
 	if started || !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("started %v, err %v; want ErrUnavailable before starting", started, err)

@@ -94,12 +94,7 @@ func New(dsn string, logger *slog.Logger) (*Store, error) {
 	}
 	s := &Store{conn: conn, database: db, logger: logger, opts: opts}
 	if opts.TLS == nil && len(opts.Addr) == 1 {
-		user := opts.Auth.Username
-		if user == "" {
-			user = "default" // as the driver
-		}
-		s.blocks = &blockReader{addr: opts.Addr[0], database: db, user: user, password: opts.Auth.Password,
-			dialTimeout: opts.DialTimeout, readTimeout: opts.ReadTimeout}
+		s.blocks = newBlockReader(opts.Addr[0], db, opts.Auth.Username, opts.Auth.Password, opts.DialTimeout, opts.ReadTimeout)
 	}
 	return s, nil
 }
