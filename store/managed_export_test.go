@@ -60,3 +60,7 @@ func StreamBlocks(ctx context.Context, s *Store, q string, args []any, cols prot
 
 // LineBlockRows is lineBlockRows, for tests.
 const LineBlockRows = lineBlockRows
+
+// HasBlockReader reports whether s streams through the block reader. For
+// tests.
+func HasBlockReader(s *Store) bool { return s.blocks != nil }

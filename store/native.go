@@ -65,10 +65,6 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// errNativeUnsupported marks a reader that cannot serve this DSN (TLS,
-// several hosts): the caller uses the driver instead.
-var errNativeUnsupported = errors.New("native block reader unsupported for this DSN")
-
 // serverError is an exception ClickHouse sent in answer to a query.
 type serverError struct {
 	Code    int32

@@ -181,3 +181,24 @@ func TestBlockReaderPullMatchesTheDriver(t *testing.T) {
 		t.Fatalf("block reader gave %d lines, driver %d; equal: %v", len(native), len(driver), slices.Equal(native, driver))
 	}
 }
+
+// Only a DSN the block reader can honour gets one: one server, plain TCP,
+// no settings for the driver to send with every query.
+func TestBlockReaderOnlyForDSNsItCanHonour(t *testing.T) {
+	for dsn, want := range map[string]bool{
+		"clickhouse://127.0.0.1:9000/db":                           true,
+		"clickhouse://user:secret@ch1.internal:9000/db":            true,
+		"clickhouse://ch1:9000,ch2:9000/db":                        false,
+		"clickhouse://ch1:9000/db?secure=true":                     false,
+		"clickhouse://ch1:9000/db?select_sequential_consistency=1": false,
+	} {
+		s, err := store.New(dsn, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", dsn, err)
+		}
+		if got := store.HasBlockReader(s); got != want {
+			t.Errorf("%s: block reader %v; want %v", dsn, got, want)
+		}
+		s.Close()
+	}
+}

@@ -32,7 +32,7 @@ type Store struct {
 	logger   *slog.Logger
 	opts     *clickhouse.Options
 	mapMu    sync.Mutex   // serialises map load commits (see load.commit)
-	blocks   *blockReader // nil when the DSN needs what it does not speak (TLS, several hosts)
+	blocks   *blockReader // nil when the DSN needs what it does not speak (TLS, several hosts, settings)
 	fallback sync.Once    // logs the first time blocks failed and the driver served instead
 }
 
@@ -93,7 +93,9 @@ func New(dsn string, logger *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("clickhouse open: %w", err)
 	}
 	s := &Store{conn: conn, database: db, logger: logger, opts: opts}
-	if opts.TLS == nil && len(opts.Addr) == 1 {
+	if opts.TLS == nil && len(opts.Addr) == 1 && len(opts.Settings) == 0 {
+		// The block reader speaks plain TCP to one server and sends no
+		// settings; a DSN that needs more is read through the driver.
 		s.blocks = newBlockReader(opts.Addr[0], db, opts.Auth.Username, opts.Auth.Password, opts.DialTimeout, opts.ReadTimeout)
 	}
 	return s, nil
