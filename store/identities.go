@@ -1,5 +1,7 @@
 package store
 
+import "math/rand/v2"
+
 // identities is the set of Yunxin identity hashes an export window has
 // written: open addressing with linear probing over a table twice the
 // window's size, allocated once per export and cleared per window. A Go
@@ -9,6 +11,7 @@ package store
 type identities struct {
 	slots []uint64 // 0 is an empty slot; the key 0 is kept in zero
 	mask  uint64
+	seed  uint64 // mixed into the slot choice: keys crafted to share their low bits do not share a slot run
 	zero  bool
 	n     int
 }
@@ -19,18 +22,24 @@ func newIdentities(n int) *identities {
 	for size < 2*n {
 		size <<= 1
 	}
-	return &identities{slots: make([]uint64, size), mask: uint64(size - 1)}
+	return &identities{slots: make([]uint64, size), mask: uint64(size - 1), seed: rand.Uint64() | 1}
 }
 
-// add adds key and reports whether it was new. The keys are hashes
-// already, so their low bits pick the slot.
+// slot is where key's probe starts: the high bits of a seeded
+// multiplicative hash (cityHash64 is not seeded, and its inputs come from
+// the providers' callbacks).
+func (s *identities) slot(key uint64) uint64 {
+	return ((key ^ s.seed) * 0x9e3779b97f4a7c15 >> 32) & s.mask
+}
+
+// add adds key and reports whether it was new.
 func (s *identities) add(key uint64) bool {
 	if key == 0 {
 		was := s.zero
 		s.zero = true
 		return !was
 	}
-	for i := key & s.mask; ; i = (i + 1) & s.mask {
+	for i := s.slot(key); ; i = (i + 1) & s.mask {
 		switch s.slots[i] {
 		case key:
 			return false

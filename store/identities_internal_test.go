@@ -14,8 +14,9 @@ func TestIdentitiesAddReportsNewKeysOnce(t *testing.T) {
 		{"distinct", []uint64{1, 2, 3}, []bool{true, true, true}},
 		{"repeated", []uint64{5, 5, 6, 5}, []bool{true, false, true, false}},
 		{"zero is a key", []uint64{0, 0, 1}, []bool{true, false, true}},
-		{"same slot, different keys", []uint64{1, 1 + 16, 1 + 32, 1 + 16}, []bool{true, true, true, false}},
-		{"wrapping probe", []uint64{15, 31, 47, 31}, []bool{true, true, true, false}},
+		{"keys sharing their low bits", []uint64{1, 1 << 32, 1<<32 | 1, 1 << 32}, []bool{true, true, true, false}},
+		{"full to its size, then every key again", []uint64{9, 8, 7, 6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2},
+			[]bool{true, true, true, true, true, true, true, true, false, false, false, false, false, false, false, false}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

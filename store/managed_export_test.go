@@ -25,9 +25,7 @@ func QueryBlocks(ctx context.Context, s *Store, sql string, cols proto.Results, 
 
 // BlockReaderAt is a block reader for addr, compressing or not. For tests.
 func BlockReaderAt(addr string, compress bool) func(ctx context.Context, sql string, cols proto.Results, fn func(rows int) error) (bool, error) {
-	b := newBlockReader(addr, "default", "", "", time.Second, time.Minute)
-	b.compress = compress
-	return b.query
+	return newBlockReader(addr, "default", "", "", time.Second, time.Minute, compress, 4).query
 }
 
 // CompressBlocks makes s's block reader ask for compressed blocks, as it
@@ -64,3 +62,7 @@ const LineBlockRows = lineBlockRows
 // HasBlockReader reports whether s streams through the block reader. For
 // tests.
 func HasBlockReader(s *Store) bool { return s.blocks != nil }
+
+// BlockReaderServed is how many queries s's block reader read to their
+// end. For tests that must know the reader, not the driver, served.
+func BlockReaderServed(s *Store) uint64 { return s.blocks.served.Load() }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -33,23 +34,26 @@ const nativeRevision = 54412
 // the revision of progress's written rows) while servers expect it from
 // 54032, so 18.16 misreads the query packet.
 //
-// It speaks plain TCP, LZ4-compressed unless the server is on this
-// machine (compressing on loopback only costs both sides CPU), and knows
-// only what a SELECT returns: data, progress, profile info, exceptions and
-// the end of the stream.
+// It speaks plain TCP, LZ4-compressed when the driver's connection is
+// (servers on other machines, see driverCompression), and knows only what
+// a SELECT returns: data, progress, profile info, logs, totals and
+// extremes (the last three dropped), exceptions and the end of the stream.
 type blockReader struct {
 	addr, database, user, password string
 	dialTimeout, readTimeout       time.Duration
 	compress                       bool
+	slots                          chan struct{} // one per query running
+	served                         atomic.Uint64 // queries read to their end
 }
 
-// newBlockReader is a reader for the server at addr (host:port).
-func newBlockReader(addr, database, user, password string, dialTimeout, readTimeout time.Duration) *blockReader {
+// newBlockReader is a reader for the server at addr (host:port) running
+// at most conns queries at once.
+func newBlockReader(addr, database, user, password string, dialTimeout, readTimeout time.Duration, compress bool, conns int) *blockReader {
 	if user == "" {
 		user = "default" // as the driver
 	}
 	return &blockReader{addr: addr, database: database, user: user, password: password,
-		dialTimeout: dialTimeout, readTimeout: readTimeout, compress: !loopback(addr)}
+		dialTimeout: dialTimeout, readTimeout: readTimeout, compress: compress, slots: make(chan struct{}, conns)}
 }
 
 // loopback reports whether addr's host is this machine.
@@ -80,25 +84,43 @@ func (e *serverError) Error() string {
 // cols (fn reads the columns; they are overwritten by the next block). The
 // columns' names and types must match the SELECT's. started reports
 // whether the server accepted the query (a handshake or dial failure
-// leaves it false).
+// leaves it false); fn is only ever called once it has.
 func (b *blockReader) query(ctx context.Context, sql string, cols proto.Results, fn func(rows int) error) (started bool, err error) {
+	select { // at most as many queries at once as the driver's pool has connections
+	case b.slots <- struct{}{}:
+		defer func() { <-b.slots }()
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
 	d := net.Dialer{Timeout: b.dialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", b.addr)
 	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
 		return false, fmt.Errorf("%w: dial %s: %v", ErrUnavailable, b.addr, err)
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	// Cancellation moves the deadline into the past, so a read or write in
+	// progress fails at once. setDeadline checks ctx after it moved the
+	// deadline forward: a cancellation that came in between is not undone.
+	past := time.Unix(1, 0)
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(past) })
 	defer func() {
 		if !stop() || ctx.Err() != nil {
 			err = ctx.Err()
 		}
 	}()
+	setDeadline := func(d time.Duration) {
+		_ = conn.SetDeadline(time.Now().Add(d))
+		if ctx.Err() != nil {
+			_ = conn.SetDeadline(past)
+		}
+	}
 	w := bufio.NewWriterSize(conn, 4096)
 	r := proto.NewReader(conn)
-	deadline := func() { _ = conn.SetDeadline(time.Now().Add(b.readTimeout)) }
 
-	deadline()
+	setDeadline(b.dialTimeout) // the handshake: a server that accepts and says nothing is not waited on for long
 	var buf proto.Buffer
 	proto.ClientHello{Name: "imbridge", Major: 1, ProtocolVersion: nativeRevision,
 		Database: b.database, User: b.user, Password: b.password}.Encode(&buf)
@@ -148,8 +170,27 @@ func (b *blockReader) query(ctx context.Context, sql string, cols proto.Results,
 	if err := w.Flush(); err != nil {
 		return false, fmt.Errorf("%w: query: %v", ErrUnavailable, err)
 	}
+	// readBlock decodes a block into target; blocks of data, totals and
+	// extremes are compressed when the query is, the server's logs never.
+	readBlock := func(target proto.Result, compressed bool) (rows int, err error) {
+		if _, err := r.Str(); err != nil { // temporary table name
+			return 0, fmt.Errorf("%w: block: %v", ErrUnavailable, err)
+		}
+		if compressed {
+			r.EnableCompression()
+			defer r.DisableCompression()
+		}
+		var block proto.Block
+		if err := block.DecodeBlock(r, rev, target); err != nil {
+			return 0, fmt.Errorf("block: %w", err)
+		}
+		return block.Rows, nil
+	}
 	for {
-		deadline()
+		if err := ctx.Err(); err != nil {
+			return started, err
+		}
+		setDeadline(b.readTimeout)
 		code, err := r.UVarInt()
 		if err != nil {
 			return started, fmt.Errorf("%w: read: %v", ErrUnavailable, err)
@@ -157,22 +198,23 @@ func (b *blockReader) query(ctx context.Context, sql string, cols proto.Results,
 		switch proto.ServerCode(code) {
 		case proto.ServerCodeData:
 			started = true
-			if _, err := r.Str(); err != nil { // temporary table name
-				return started, fmt.Errorf("%w: block: %v", ErrUnavailable, err)
-			}
-			var block proto.Block
-			if b.compress {
-				r.EnableCompression()
-			}
-			err := block.DecodeBlock(r, rev, cols)
-			r.DisableCompression()
+			rows, err := readBlock(cols, b.compress)
 			if err != nil {
-				return started, fmt.Errorf("block: %w", err)
+				return started, err
 			}
-			if block.Rows > 0 {
-				if err := fn(block.Rows); err != nil {
+			if rows > 0 {
+				if err := fn(rows); err != nil {
 					return started, err
 				}
+			}
+		case proto.ServerCodeLog, proto.ServerCodeTotals, proto.ServerCodeExtremes:
+			// Logs come when the user's profile sets send_logs_level (from
+			// revision 54406), before, between and after the data; totals
+			// and extremes are not rows (the query asks for no extremes,
+			// a profile may still). Read and dropped.
+			var skip proto.Results
+			if _, err := readBlock(skip.Auto(), b.compress && proto.ServerCode(code) != proto.ServerCodeLog); err != nil {
+				return started, fmt.Errorf("packet %d: %w", code, err)
 			}
 		case proto.ServerCodeProgress:
 			started = true
@@ -188,6 +230,7 @@ func (b *blockReader) query(ctx context.Context, sql string, cols proto.Results,
 		case proto.ServerCodeException:
 			return started, readException(r)
 		case proto.ServerCodeEndOfStream:
+			b.served.Add(1)
 			return started, nil
 		default:
 			return started, fmt.Errorf("unexpected packet %d", code)
@@ -255,7 +298,7 @@ func (s *Store) queryBlocks(ctx context.Context, q string, args []any, cols prot
 	if err != nil {
 		return true, err
 	}
-	sql += " SETTINGS max_block_size = " + strconv.Itoa(lineBlockRows)
+	sql += " SETTINGS max_block_size = " + strconv.Itoa(lineBlockRows) + ", extremes = 0"
 	started, err := s.blocks.query(ctx, sql, cols, fn)
 	switch {
 	case errors.Is(err, stop):

@@ -38,8 +38,13 @@ func TestBlockReaderExportMatchesTheDriver(t *testing.T) {
 	const n = 30000
 	storetest.InsertLines(t, s, n)
 	native := exportAll(t, s, n)
+	served := store.BlockReaderServed(s)
 	store.CompressBlocks(s)
 	compressed := exportAll(t, s, n)
+	if served == 0 || store.BlockReaderServed(s) == served {
+		t.Fatalf("the block reader served %d queries plain and %d compressed: the driver did the rest",
+			served, store.BlockReaderServed(s)-served)
+	}
 	store.WithoutBlockReader(s)
 	driver := exportAll(t, s, n)
 	if len(native) != n || !slices.Equal(native, driver) || !slices.Equal(compressed, driver) {
@@ -175,6 +180,9 @@ func TestBlockReaderPullMatchesTheDriver(t *testing.T) {
 		return lines
 	}
 	native := pull()
+	if store.BlockReaderServed(s) == 0 {
+		t.Fatal("the block reader served no query: the driver did")
+	}
 	store.WithoutBlockReader(s)
 	driver := pull()
 	if len(native) != n || !slices.Equal(native, driver) {

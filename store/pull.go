@@ -49,7 +49,7 @@ const lineBlockRows = 4096
 
 // lineBlocks is ctx for a query that streams lines (see lineBlockRows).
 func lineBlocks(ctx context.Context) context.Context {
-	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_block_size": lineBlockRows}))
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_block_size": lineBlockRows, "extremes": 0}))
 }
 
 // NthSeq returns the seq of the n-th message (1-based) that f selects, and

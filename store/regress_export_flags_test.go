@@ -19,7 +19,13 @@ func TestRegressExportFlagsRoundTrip(t *testing.T) { bothReaders(t, testExportFl
 // bothReaders runs test on a store whose streams go through the block
 // reader and on one whose streams go through the driver.
 func bothReaders(t *testing.T, test func(t *testing.T, s *store.Store)) {
-	t.Run("block reader", func(t *testing.T) { test(t, storetest.Open(t)) })
+	t.Run("block reader", func(t *testing.T) {
+		s := storetest.Open(t)
+		test(t, s)
+		if store.BlockReaderServed(s) == 0 {
+			t.Error("the block reader served no query: the driver did")
+		}
+	})
 	t.Run("driver", func(t *testing.T) {
 		s := storetest.Open(t)
 		store.WithoutBlockReader(s)

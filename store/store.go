@@ -76,7 +76,7 @@ func New(dsn string, logger *slog.Logger) (*Store, error) {
 	opts.MaxOpenConns = 16
 	opts.MaxIdleConns = 8
 	opts.ConnMaxLifetime = time.Hour
-	opts.Compression = &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
+	opts.Compression = driverCompression(dsn, opts)
 	// The driver encodes a whole INSERT block into one buffer and compresses
 	// it into a second; both stay with the pooled connection at the largest
 	// size they reached (10 MiB each by default). Compressing and sending
@@ -93,12 +93,29 @@ func New(dsn string, logger *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("clickhouse open: %w", err)
 	}
 	s := &Store{conn: conn, database: db, logger: logger, opts: opts}
-	if opts.TLS == nil && len(opts.Addr) == 1 && len(opts.Settings) == 0 {
-		// The block reader speaks plain TCP to one server and sends no
-		// settings; a DSN that needs more is read through the driver.
-		s.blocks = newBlockReader(opts.Addr[0], db, opts.Auth.Username, opts.Auth.Password, opts.DialTimeout, opts.ReadTimeout)
+	if opts.Protocol == clickhouse.Native && opts.TLS == nil && len(opts.Addr) == 1 && len(opts.Settings) == 0 {
+		// The block reader speaks plain native TCP to one server and sends
+		// no settings; a DSN that needs more is read through the driver.
+		s.blocks = newBlockReader(opts.Addr[0], db, opts.Auth.Username, opts.Auth.Password, opts.DialTimeout, opts.ReadTimeout,
+			opts.Compression != nil, opts.MaxOpenConns)
 	}
 	return s, nil
+}
+
+// driverCompression is the DSN's choice when it makes one (compress=…),
+// else LZ4 for servers on other machines and none on loopback (the managed
+// server), where compressing every INSERT and every block read only costs
+// both sides CPU.
+func driverCompression(dsn string, opts *clickhouse.Options) *clickhouse.Compression {
+	if u, err := url.Parse(dsn); err == nil && u.Query().Has("compress") {
+		return opts.Compression
+	}
+	for _, a := range opts.Addr {
+		if !loopback(a) {
+			return &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
+		}
+	}
+	return nil
 }
 
 // Prepare creates the database when it is missing and applies the schema
