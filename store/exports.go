@@ -125,20 +125,27 @@ const ExportWindow = 1 << 18
 func (s *Store) StreamExport(ctx context.Context, f ExportFilter, fn func(scene string, typ uint16, line string) error) (dups uint64, err error) {
 	defer wrap(&err, "store.StreamExport(%d, %d]", f.After, f.UpTo)
 	seen := newIdentities(ExportWindow)
-	err = streamWindows(ctx, f.After, f.UpTo, ExportWindow, func(ctx context.Context, lo, hi uint64, emit func(exportRow) bool) error {
+	err = streamWindowBatches(ctx, f.After, f.UpTo, ExportWindow, func(ctx context.Context, lo, hi uint64, emit func(exportRow) bool) error {
 		wf := f
 		wf.After, wf.UpTo = lo, hi
 		return s.fetchExportWindow(ctx, wf, f.UpTo, emit)
-	}, seen.reset, func(r exportRow) error {
-		scene, ok := r.scene()
-		if !ok {
-			return fmt.Errorf("a stored message's scene is neither p2p nor team (flags %#x)", r.flags)
+	}, seen.reset, func(batch []exportRow) error {
+		seen.touch(batch)
+		for i := range batch {
+			r := &batch[i]
+			scene, ok := r.scene()
+			if !ok {
+				return fmt.Errorf("a stored message's scene is neither p2p nor team (flags %#x)", r.flags)
+			}
+			if !r.copied() && !seen.add(r.identity) { // a copy is the newer rendering: always written
+				dups++
+				continue
+			}
+			if err := fn(scene, r.typ(), r.line); err != nil {
+				return err
+			}
 		}
-		if !r.copied() && !seen.add(r.identity) { // a copy is the newer rendering: always written
-			dups++
-			return nil
-		}
-		return fn(scene, r.typ(), r.line)
+		return nil
 	})
 	return dups, err
 }

@@ -29,6 +29,22 @@ func streamWindows[T any](ctx context.Context, after, upTo, size uint64,
 	fetch func(ctx context.Context, lo, hi uint64, emit func(T) bool) error,
 	start func(), fn func(T) error,
 ) error {
+	return streamWindowBatches(ctx, after, upTo, size, fetch, start, func(batch []T) error {
+		for _, row := range batch {
+			if err := fn(row); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// streamWindowBatches is streamWindows handing fn a batch of rows at a
+// time (up to windowBatchRows, in order, never spanning two windows).
+func streamWindowBatches[T any](ctx context.Context, after, upTo, size uint64,
+	fetch func(ctx context.Context, lo, hi uint64, emit func(T) bool) error,
+	start func(), fn func([]T) error,
+) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -60,10 +76,8 @@ func streamWindows[T any](ctx context.Context, after, upTo, size uint64,
 			start()
 		}
 		for batch := range w.batches {
-			for _, row := range batch {
-				if err := fn(row); err != nil {
-					return err
-				}
+			if err := fn(batch); err != nil {
+				return err
 			}
 		}
 		if w.err != nil {
