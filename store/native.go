@@ -69,6 +69,9 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// errReaderBusy is returned when every slot is taken: not a failure.
+var errReaderBusy = errors.New("block reader: every slot is in use")
+
 // serverError is an exception ClickHouse sent in answer to a query.
 type serverError struct {
 	Code    int32
@@ -86,11 +89,16 @@ func (e *serverError) Error() string {
 // whether the server accepted the query (a handshake or dial failure
 // leaves it false); fn is only ever called once it has.
 func (b *blockReader) query(ctx context.Context, sql string, cols proto.Results, fn func(rows int) error) (started bool, err error) {
-	select { // at most as many queries at once as the driver's pool has connections
+	// At most as many queries at once as the driver's pool has
+	// connections; past that the caller uses the driver. Never waited for:
+	// slots are held while fn runs (a pull writing to a slow puller, an
+	// export's next window handing over its batches), so a wait could last
+	// as long as they do, or for ever when the holder waits on the waiter.
+	select {
 	case b.slots <- struct{}{}:
 		defer func() { <-b.slots }()
-	case <-ctx.Done():
-		return false, ctx.Err()
+	default:
+		return false, errReaderBusy
 	}
 	d := net.Dialer{Timeout: b.dialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", b.addr)
@@ -305,6 +313,9 @@ func (s *Store) queryBlocks(ctx context.Context, q string, args []any, cols prot
 		return true, nil
 	case err == nil || started || ctx.Err() != nil:
 		return true, err
+	}
+	if errors.Is(err, errReaderBusy) {
+		return false, nil
 	}
 	var se *serverError
 	if errors.As(err, &se) && se.Code != 0 {

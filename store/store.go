@@ -97,7 +97,7 @@ func New(dsn string, logger *slog.Logger) (*Store, error) {
 		// The block reader speaks plain native TCP to one server and sends
 		// no settings; a DSN that needs more is read through the driver.
 		s.blocks = newBlockReader(opts.Addr[0], db, opts.Auth.Username, opts.Auth.Password, opts.DialTimeout, opts.ReadTimeout,
-			opts.Compression != nil, opts.MaxOpenConns)
+			opts.Compression != nil && opts.Compression.Method != clickhouse.CompressionNone, opts.MaxOpenConns)
 	}
 	return s, nil
 }
