@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -209,16 +208,15 @@ func (s *Store) fetchExportBlocks(ctx context.Context, q string, args []any, emi
 		line     proto.ColStr
 	)
 	cols := proto.Results{{Name: "identity", Data: &identity}, {Name: "flags", Data: &flags}, {Name: "line", Data: &line}}
-	errStop := errors.New("stopped")
 	return s.queryBlocks(ctx, q, args, cols, func(rows int) error {
 		lines := detach(&line)
 		for i := range rows {
 			if !emit(exportRow{identity: identity[i], flags: flags[i], line: lines.at(i)}) {
-				return errStop
+				return errStopBlocks
 			}
 		}
 		return nil
-	}, errStop)
+	})
 }
 
 // ExportRun is one row of export_runs.

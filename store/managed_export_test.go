@@ -53,7 +53,7 @@ func PointBlockReaderAt(s *Store, addr string) { s.blocks.addr = addr }
 // LineBlockRows rows; done is false when the driver should serve instead.
 // For tests.
 func StreamBlocks(ctx context.Context, s *Store, q string, args []any, cols proto.Results, fn func(rows int) error) (done bool, err error) {
-	return s.queryBlocks(ctx, q, args, cols, fn, nil)
+	return s.queryBlocks(ctx, q, args, cols, fn)
 }
 
 // LineBlockRows is lineBlockRows, for tests.

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -125,17 +124,13 @@ func (b *blockReader) query(ctx context.Context, sql string, cols proto.Results,
 			_ = conn.SetDeadline(past)
 		}
 	}
-	w := bufio.NewWriterSize(conn, 4096)
 	r := proto.NewReader(conn)
 
 	setDeadline(b.dialTimeout) // the handshake: a server that accepts and says nothing is not waited on for long
 	var buf proto.Buffer
 	proto.ClientHello{Name: "imbridge", Major: 1, ProtocolVersion: nativeRevision,
 		Database: b.database, User: b.user, Password: b.password}.Encode(&buf)
-	if _, err := w.Write(buf.Buf); err != nil {
-		return false, fmt.Errorf("%w: hello: %v", ErrUnavailable, err)
-	}
-	if err := w.Flush(); err != nil {
+	if _, err := conn.Write(buf.Buf); err != nil {
 		return false, fmt.Errorf("%w: hello: %v", ErrUnavailable, err)
 	}
 	code, err := r.UVarInt()
@@ -172,10 +167,7 @@ func (b *blockReader) query(ctx context.Context, sql string, cols proto.Results,
 		}
 		buf.Buf = append(buf.Buf[:start], cw.Data...)
 	}
-	if _, err := w.Write(buf.Buf); err != nil {
-		return false, fmt.Errorf("%w: query: %v", ErrUnavailable, err)
-	}
-	if err := w.Flush(); err != nil {
+	if _, err := conn.Write(buf.Buf); err != nil {
 		return false, fmt.Errorf("%w: query: %v", ErrUnavailable, err)
 	}
 	// readBlock decodes a block into target; blocks of data, totals and
@@ -293,12 +285,15 @@ func readException(r *proto.Reader) error {
 	}
 }
 
+// errStopBlocks, returned by a queryBlocks fn, ends the query early
+// without an error (the stream's consumer stopped).
+var errStopBlocks = errors.New("block reader: stopped by the caller")
+
 // queryBlocks runs q (its ? bound to args, which must be integers) through
-// the block reader with lineBlockRows rows per block. done is false when
+// the block reader with the line streams' settings. done is false when
 // the reader cannot serve it, before the server started answering: the
-// caller runs q through the driver instead. fn returning stop ends the
-// query early without an error.
-func (s *Store) queryBlocks(ctx context.Context, q string, args []any, cols proto.Results, fn func(rows int) error, stop error) (done bool, err error) {
+// caller runs q through the driver instead.
+func (s *Store) queryBlocks(ctx context.Context, q string, args []any, cols proto.Results, fn func(rows int) error) (done bool, err error) {
 	if s.blocks == nil {
 		return false, nil
 	}
@@ -306,10 +301,9 @@ func (s *Store) queryBlocks(ctx context.Context, q string, args []any, cols prot
 	if err != nil {
 		return true, err
 	}
-	sql += " SETTINGS max_block_size = " + strconv.Itoa(lineBlockRows) + ", extremes = 0"
-	started, err := s.blocks.query(ctx, sql, cols, fn)
+	started, err := s.blocks.query(ctx, sql+lineSettingsClause(), cols, fn)
 	switch {
-	case errors.Is(err, stop):
+	case errors.Is(err, errStopBlocks):
 		return true, nil
 	case err == nil || started || ctx.Err() != nil:
 		return true, err

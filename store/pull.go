@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
@@ -47,9 +48,34 @@ func (f LineFilter) where() (string, []any) {
 // 47-51 % to 70-71 % of clickhouse-client, peak RSS 168-172 -> 145-154 MiB.
 const lineBlockRows = 4096
 
-// lineBlocks is ctx for a query that streams lines (see lineBlockRows).
+// lineSettings are the settings of every query that streams lines, through
+// either reader: blocks of lineBlockRows, and no extremes (a profile's
+// extremes=1 would add its min and max rows as lines).
+var lineSettings = []struct {
+	name  string
+	value int
+}{{"max_block_size", lineBlockRows}, {"extremes", 0}}
+
+// lineBlocks is ctx for a query that streams lines through the driver.
 func lineBlocks(ctx context.Context) context.Context {
-	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_block_size": lineBlockRows, "extremes": 0}))
+	set := clickhouse.Settings{}
+	for _, s := range lineSettings {
+		set[s.name] = s.value
+	}
+	return clickhouse.Context(ctx, clickhouse.WithSettings(set))
+}
+
+// lineSettingsClause is lineSettings as a SELECT's SETTINGS clause, for
+// the block reader (which sends no settings of its own).
+func lineSettingsClause() string {
+	clause := " SETTINGS "
+	for i, s := range lineSettings {
+		if i > 0 {
+			clause += ", "
+		}
+		clause += s.name + " = " + strconv.Itoa(s.value)
+	}
+	return clause
 }
 
 // NthSeq returns the seq of the n-th message (1-based) that f selects, and
@@ -96,7 +122,7 @@ func (s *Store) streamLineWindow(ctx context.Context, f LineFilter, fn func(line
 			}
 		}
 		return nil
-	}, nil); done {
+	}); done {
 		return err
 	}
 	rows, err := s.conn.Query(lineBlocks(ctx), q, args...)
