@@ -47,7 +47,8 @@ func TestRegressIncrementalSkipsASeqThatBecameVisibleLate(t *testing.T) {
 	}
 }
 
-// One loader INSERT (one InsertMessages call, as loader.loadBatch makes) is
+// One loader INSERT (one InsertMessageBlocks call of several blocks, as
+// loader.loadBatch makes) is
 // not atomic when its rows fall into two partitions of messages (PARTITION
 // BY toYYYYMM(received_at)): re-issued copies keep their original's
 // received_at, so a batch of new messages plus copies of older ones — or any
@@ -85,7 +86,7 @@ func TestRegressIncrementalRunsDuringPartitionSpanningInsertsMissNothing(t *test
 			rows[i] = snapRow(base+uint64(i)+1, time.Date(2023, month, 15, 0, 0, 0, 0, time.UTC).UnixMilli())
 			rows[i].Body = strings.Repeat("x", 300)
 		}
-		if err := st.InsertMessages(ctx, rows); err != nil {
+		if err := st.InsertMessageBlocks(ctx, inBlocks(rows, 2048)); err != nil {
 			t.Fatal(err)
 		}
 		base += batch
@@ -95,5 +96,14 @@ func TestRegressIncrementalRunsDuringPartitionSpanningInsertsMissNothing(t *test
 	exportOnce() // the rest
 	if got := written.Load(); got != batch*inserts {
 		t.Errorf("incremental runs wrote %d lines in all, want each of the %d rows once", got, batch*inserts)
+	}
+}
+
+// inBlocks hands rows to InsertMessageBlocks n at a time.
+func inBlocks(rows []store.Message, n int) func() ([]store.Message, error) {
+	return func() ([]store.Message, error) {
+		block := rows[:min(n, len(rows))]
+		rows = rows[len(block):]
+		return block, nil
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,8 +26,9 @@ import (
 
 // messageWriter is the part of the store the loader needs.
 type messageWriter interface {
-	// InsertMessages writes rows in one INSERT block.
-	InsertMessages(ctx context.Context, rows []store.Message) error
+	// InsertMessageBlocks writes the blocks next returns, until it returns
+	// none, in one INSERT; a block is sent before next is called again.
+	InsertMessageBlocks(ctx context.Context, next func() ([]store.Message, error)) error
 	// InsertRecalls writes recall rows in one INSERT block.
 	InsertRecalls(ctx context.Context, rows []store.Recall) error
 	// ExistingSeqs returns the seqs in [lo, hi] already stored (messages
@@ -34,9 +36,11 @@ type messageWriter interface {
 	ExistingSeqs(ctx context.Context, lo, hi uint64) (map[uint64]bool, error)
 }
 
-// snapshotter gives the maps a batch is rendered with.
+// snapshotter gives the maps a batch is rendered with: every block of one
+// INSERT at the version the batch started with.
 type snapshotter interface {
-	Take(ctx context.Context, msgs []*message.Message) (*mapping.Snapshot, error)
+	Version(ctx context.Context) (uint64, error)
+	TakeAt(ctx context.Context, version uint64, msgs []*message.Message) (*mapping.Snapshot, error)
 }
 
 // spoolReader is the part of the spool the loader needs.
@@ -51,8 +55,10 @@ type spoolReader interface {
 
 // Options tunes batching and release.
 type Options struct {
-	BatchRows  int           // most rows per INSERT (default 10 000)
-	BatchBytes int           // most record bytes per INSERT (default 4 MiB)
+	BatchRows  int           // most rows per INSERT (default 50 000)
+	BatchBytes int           // most record bytes per INSERT (default 16 MiB)
+	BlockRows  int           // most rows per block of an INSERT, what is held in memory at once (default 2 048)
+	BlockBytes int           // most record bytes per block (default 1 MiB)
 	Linger     time.Duration // how long to wait for a fuller batch (default 1 s)
 	// Durable, when set, makes what ClickHouse has written so far durable
 	// (the managed server: syncfs of its data directory); loaded records are
@@ -98,13 +104,20 @@ type loadedMark struct {
 // New returns a loader. It starts, in Run, from the first record the spool
 // still holds, checking against ClickHouse what it already has.
 func New(sp spoolReader, st messageWriter, maps snapshotter, opts Options) *Loader {
-	// A batch is held about four times over while it is inserted (records,
-	// decoded messages, rows, the driver's columns): these bound memory.
+	// A block is held about four times over while it is inserted (records,
+	// decoded messages, rows, the driver's columns): the block bounds bound
+	// memory; the batch bounds how often ClickHouse gets an INSERT.
 	if opts.BatchRows <= 0 {
-		opts.BatchRows = 10000
+		opts.BatchRows = 50000
 	}
 	if opts.BatchBytes <= 0 {
-		opts.BatchBytes = 4 << 20
+		opts.BatchBytes = 16 << 20
+	}
+	if opts.BlockRows <= 0 {
+		opts.BlockRows = 2048
+	}
+	if opts.BlockBytes <= 0 {
+		opts.BlockBytes = 1 << 20
 	}
 	if opts.Linger <= 0 {
 		opts.Linger = time.Second
@@ -268,12 +281,12 @@ func (l *Loader) urgent() bool { return l.opts.Urgent != nil && l.opts.Urgent() 
 // idle notes, when nothing waits to be loaded, that every later message
 // will be rendered with the current map version or a newer one.
 func (l *Loader) idle(ctx context.Context, next uint64) {
-	snap, err := l.maps.Take(ctx, nil)
+	version, err := l.maps.Version(ctx)
 	if err != nil {
 		return
 	}
 	if l.sp.LastSeq() < next {
-		l.noteRendered(snap.Version())
+		l.noteRendered(version)
 	}
 }
 
@@ -303,93 +316,142 @@ func (l *Loader) drain(next uint64, verify bool, timeout time.Duration) {
 // loadBatch renders and inserts the next batch from seq next and returns the
 // last seq it covered. With verify set it first asks ClickHouse which of the
 // batch's seqs it already holds (an INSERT that failed on our side may have
-// succeeded on the server), so no row is inserted twice.
+// succeeded on the server, in part), so no row is inserted twice. The batch
+// goes into one INSERT block by block (see Options), read from the spool as
+// the INSERT takes them; recalls go into their own INSERT after it.
 func (l *Loader) loadBatch(ctx context.Context, next uint64, verify bool) (uint64, error) {
-	entries, err := l.sp.Read(next, l.opts.BatchRows, l.opts.BatchBytes)
-	if err != nil {
-		return 0, err
-	}
-	if len(entries) == 0 {
+	last := l.sp.LastSeq()
+	if last < next {
 		return next - 1, nil
 	}
-	lo, hi := entries[0].Seq, entries[len(entries)-1].Seq
 	var have map[uint64]bool
 	if verify {
 		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		have, err = l.st.ExistingSeqs(qctx, lo, hi)
+		var err error
+		have, err = l.st.ExistingSeqs(qctx, next, min(last, next+uint64(l.opts.BatchRows)-1))
 		cancel()
 		if err != nil {
 			return 0, err
 		}
 	}
-	recs := make([]ingest.Spooled, 0, len(entries))
-	seqs := make([]uint64, 0, len(entries))
-	var recalls []store.Recall
-	for _, e := range entries {
-		if have[e.Seq] {
-			continue
-		}
-		r, err := ingest.Decode(e.Data)
-		if err != nil {
-			return 0, fmt.Errorf("spooled seq %d: %w", e.Seq, err)
-		}
-		if r.IsRecall {
-			recalls = append(recalls, store.Recall{Seq: e.Seq, Source: r.Recall.Source, RecallKey: r.Recall.Key,
-				RecallID: r.Recall.ID, Operator: r.Recall.Operator, RecallTime: r.Recall.Time, ReceivedAt: r.ReceivedAt})
-			continue
-		}
-		recs = append(recs, r)
-		seqs = append(seqs, e.Seq)
+	b := batchReader{l: l, have: have, cur: next, rowsLeft: l.opts.BatchRows, bytesLeft: l.opts.BatchBytes}
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	b.ctx = ictx
+	err := l.st.InsertMessageBlocks(ictx, b.next)
+	cancel()
+	if err != nil {
+		return 0, err
 	}
-	var version uint64
-	if len(recs) > 0 {
-		msgs := make([]*message.Message, len(recs))
-		for i := range recs {
-			msgs[i] = &recs[i].Message
-		}
-		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		snap, err := l.maps.Take(qctx, msgs)
-		cancel()
-		if err != nil {
-			return 0, err
-		}
-		rows := Rows(seqs, recs, snap)
-		ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		err = l.st.InsertMessages(ictx, rows)
-		cancel()
-		if err != nil {
-			return 0, err
-		}
+	if b.rows > 0 {
 		l.inserts.Add(1)
-		l.rows.Add(uint64(len(rows)))
-		for i := range rows {
-			if rows[i].Held {
-				l.held.Add(1)
-			}
-		}
-		version = snap.Version()
+		l.rows.Add(uint64(b.rows))
+		l.held.Add(uint64(b.held))
 	}
-	if len(recalls) > 0 {
+	if len(b.recalls) > 0 {
 		// After the messages: a failure here leaves them stored, and the
 		// verify before the retry skips them.
 		ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		err := l.st.InsertRecalls(ictx, recalls)
+		err := l.st.InsertRecalls(ictx, b.recalls)
 		cancel()
 		if err != nil {
 			return 0, err
 		}
 		l.inserts.Add(1)
-		l.recalls.Add(uint64(len(recalls)))
+		l.recalls.Add(uint64(len(b.recalls)))
+	}
+	hi := b.cur - 1
+	if hi < next { // the spool had nothing after all
+		return next - 1, nil
 	}
 	l.watermark.Store(hi)
-	if version > 0 {
-		l.noteRendered(version)
+	if b.versioned {
+		l.noteRendered(b.version)
 	}
 	l.loaded = append(l.loaded, loadedMark{seq: hi, at: time.Now()})
 	if err := l.sp.MarkLoaded(hi); err != nil {
 		l.logger.Error("marking loaded records in the spool failed", "err", err, "seq", hi)
 	}
 	return hi, nil
+}
+
+// batchReader reads one batch from the spool a block at a time for
+// InsertMessageBlocks, rendering each block's messages and setting its
+// recalls aside. Its slices are reused from block to block.
+type batchReader struct {
+	l                   *Loader
+	ctx                 context.Context
+	have                map[uint64]bool // seqs ClickHouse already holds (verify)
+	cur                 uint64          // next seq to read
+	rowsLeft, bytesLeft int
+	version             uint64 // the map version every block is rendered with
+	versioned           bool
+	recs                []ingest.Spooled
+	seqs                []uint64
+	msgs                []*message.Message
+	out                 []store.Message
+	recalls             []store.Recall
+	rows, held          int
+}
+
+// next returns the rows of the next block that has any, or none at the end
+// of the batch.
+func (b *batchReader) next() ([]store.Message, error) {
+	l := b.l
+	for b.rowsLeft > 0 && b.bytesLeft > 0 {
+		entries, err := l.sp.Read(b.cur, min(l.opts.BlockRows, b.rowsLeft), min(l.opts.BlockBytes, b.bytesLeft))
+		if err != nil {
+			return nil, err
+		}
+		if len(entries) == 0 {
+			return nil, nil
+		}
+		b.rowsLeft -= len(entries)
+		b.recs, b.seqs = b.recs[:0], b.seqs[:0]
+		for _, e := range entries {
+			b.bytesLeft -= len(e.Data)
+			if b.have[e.Seq] {
+				continue
+			}
+			r, err := ingest.Decode(e.Data)
+			if err != nil {
+				return nil, fmt.Errorf("spooled seq %d: %w", e.Seq, err)
+			}
+			if r.IsRecall {
+				b.recalls = append(b.recalls, store.Recall{Seq: e.Seq, Source: r.Recall.Source, RecallKey: r.Recall.Key,
+					RecallID: r.Recall.ID, Operator: r.Recall.Operator, RecallTime: r.Recall.Time, ReceivedAt: r.ReceivedAt})
+				continue
+			}
+			b.recs = append(b.recs, r)
+			b.seqs = append(b.seqs, e.Seq)
+		}
+		b.cur = entries[len(entries)-1].Seq + 1
+		if len(b.recs) == 0 {
+			continue
+		}
+		if !b.versioned {
+			if b.version, err = l.maps.Version(b.ctx); err != nil {
+				return nil, err
+			}
+			b.versioned = true
+		}
+		b.msgs = b.msgs[:0]
+		for i := range b.recs {
+			b.msgs = append(b.msgs, &b.recs[i].Message)
+		}
+		snap, err := l.maps.TakeAt(b.ctx, b.version, b.msgs)
+		if err != nil {
+			return nil, err
+		}
+		b.out = AppendRows(b.out[:0], b.seqs, b.recs, snap)
+		b.rows += len(b.out)
+		for i := range b.out {
+			if b.out[i].Held {
+				b.held++
+			}
+		}
+		return b.out, nil
+	}
+	return nil, nil
 }
 
 // releaseLoaded deletes loaded records from the spool once ClickHouse has
@@ -430,15 +492,22 @@ func (l *Loader) releaseLoaded(ctx context.Context) {
 
 // Rows are the store rows of spooled records at seqs, rendered with maps.
 func Rows(seqs []uint64, recs []ingest.Spooled, maps *mapping.Snapshot) []store.Message {
+	return AppendRows(nil, seqs, recs, maps)
+}
+
+// AppendRows appends the store rows of spooled records at seqs, rendered
+// with maps, to rows.
+func AppendRows(rows []store.Message, seqs []uint64, recs []ingest.Spooled, maps *mapping.Snapshot) []store.Message {
 	var enc message.Encoder
-	rows := make([]store.Message, len(recs))
+	base := len(rows)
+	rows = slices.Grow(rows, len(recs))[:base+len(recs)]
 	var line, buf []byte
 	for i := range recs {
 		r := &recs[i]
 		m := &r.Message
 		var out render.Outcome
 		line, out = render.Line(line[:0], &enc, m, maps)
-		row := &rows[i]
+		row := &rows[base+i]
 		*row = store.Message{
 			Seq: seqs[i], Origin: r.Origin, Source: m.Source, SourceMsgID: m.SourceID, RecallKey: m.RecallKeyOf(),
 			Scene: m.Scene.String(), Type: uint16(m.Type), MsgID: m.MsgID, From: m.From, To: m.To,

@@ -30,8 +30,8 @@ type flakyStore struct {
 	cancel context.CancelFunc
 }
 
-func (f *flakyStore) InsertMessages(ctx context.Context, rows []store.Message) error {
-	if err := f.Store.InsertMessages(ctx, rows); err != nil {
+func (f *flakyStore) InsertMessageBlocks(ctx context.Context, next func() ([]store.Message, error)) error {
+	if err := f.Store.InsertMessageBlocks(ctx, next); err != nil {
 		return err
 	}
 	if f.failN.Add(-1) >= 0 {
@@ -71,7 +71,7 @@ func ingestAll(t *testing.T, sp *spool.Spool, msgs []message.Message) {
 }
 
 func newLoader(sp *spool.Spool, st interface {
-	InsertMessages(context.Context, []store.Message) error
+	InsertMessageBlocks(context.Context, func() ([]store.Message, error)) error
 	InsertRecalls(context.Context, []store.Recall) error
 	ExistingSeqs(context.Context, uint64, uint64) (map[uint64]bool, error)
 }, maps *store.Store, opts loader.Options) *loader.Loader {
@@ -232,5 +232,65 @@ func TestLoadedRecordsStayUntilClickHouseHasThemOnDisk(t *testing.T) {
 				t.Fatalf("released up to %d before ClickHouse had it on disk", r)
 			}
 		})
+	}
+}
+
+// blockCounter counts the blocks of each INSERT and, once, fails the
+// INSERT at its failAt-th block (after the blocks before it were sent).
+type blockCounter struct {
+	*store.Store
+	failAt  int
+	failed  atomic.Bool
+	inserts atomic.Int32
+	blocks  atomic.Int32
+}
+
+func (b *blockCounter) InsertMessageBlocks(ctx context.Context, next func() ([]store.Message, error)) error {
+	calls := 0
+	return b.Store.InsertMessageBlocks(ctx, func() ([]store.Message, error) {
+		calls++
+		if calls == 1 {
+			b.inserts.Add(1)
+		}
+		if calls == b.failAt && !b.failed.Swap(true) {
+			return nil, errors.New("connection reset mid-INSERT")
+		}
+		rows, err := next()
+		if len(rows) > 0 {
+			b.blocks.Add(1)
+		}
+		return rows, err
+	})
+}
+
+// A batch goes into one INSERT a block at a time (memory holds one block):
+// 1000 messages in blocks of 100 are one INSERT of ten blocks.
+func TestBatchGoesIntoOneInsertBlockByBlock(t *testing.T) {
+	st := &blockCounter{Store: storetest.Open(t)}
+	sp := openSpool(t, t.TempDir())
+	ingestAll(t, sp, messages(0, 1000))
+	ld := newLoader(sp, st, st.Store, loader.Options{BatchRows: 1000, BlockRows: 100})
+	loadUntil(t, ld, 1000)
+	expectRows(t, st.Store, 1000)
+	if n, b := st.inserts.Load(), st.blocks.Load(); n != 1 || b != 10 {
+		t.Errorf("%d INSERTs of %d blocks in all, want 1 of 10", n, b)
+	}
+	if s := ld.Stats(); s.Inserts != 1 || s.Rows != 1000 {
+		t.Errorf("stats %+v, want 1 insert of 1000 rows", s)
+	}
+}
+
+// An INSERT that breaks after some of its blocks were sent (the server may
+// have committed them) is checked before the batch is loaded again: every
+// row once.
+func TestBlockFailureMidInsertLoadsEveryRowOnce(t *testing.T) {
+	st := &blockCounter{Store: storetest.Open(t), failAt: 4}
+	sp := openSpool(t, t.TempDir())
+	ingestAll(t, sp, messages(0, 1000))
+	ld := newLoader(sp, st, st.Store, loader.Options{BatchRows: 1000, BlockRows: 100})
+	loadUntil(t, ld, 1000)
+	expectRows(t, st.Store, 1000)
+	if s := ld.Stats(); s.Failures != 1 {
+		t.Errorf("failures = %d, want the injected one", s.Failures)
 	}
 }

@@ -56,10 +56,20 @@ var _ render.Maps = (*Snapshot)(nil)
 
 // Take returns the maps at the latest committed version for msgs.
 func (s *Snapshots) Take(ctx context.Context, msgs []*message.Message) (*Snapshot, error) {
-	v, err := s.st.MapVersion(ctx)
+	v, err := s.Version(ctx)
 	if err != nil {
 		return nil, err
 	}
+	return s.TakeAt(ctx, v, msgs)
+}
+
+// Version is the latest committed map version.
+func (s *Snapshots) Version(ctx context.Context) (uint64, error) { return s.st.MapVersion(ctx) }
+
+// TakeAt returns the maps at version v (a committed one, from Version) for
+// msgs: a loader rendering one INSERT in several blocks renders them all at
+// the same version. With no maps yet (v = 0) it reads nothing.
+func (s *Snapshots) TakeAt(ctx context.Context, v uint64, msgs []*message.Message) (*Snapshot, error) {
 	snap := &Snapshot{version: v}
 	if v == 0 {
 		return snap, nil
@@ -74,6 +84,7 @@ func (s *Snapshots) Take(ctx context.Context, msgs []*message.Message) (*Snapsho
 			urls[u] = struct{}{}
 		}
 	}
+	var err error
 	if snap.teams, err = s.st.TeamMappings(ctx, v, keys(groups)); err != nil {
 		return nil, err
 	}

@@ -176,9 +176,9 @@ type slowStore struct {
 	delay time.Duration
 }
 
-func (s *slowStore) InsertMessages(ctx context.Context, rows []store.Message) error {
+func (s *slowStore) InsertMessageBlocks(ctx context.Context, next func() ([]store.Message, error)) error {
 	time.Sleep(s.delay)
-	return s.Store.InsertMessages(ctx, rows)
+	return s.Store.InsertMessageBlocks(ctx, next)
 }
 
 // ---- 4. a remap that races the loader ---------------------------------------
@@ -193,14 +193,17 @@ type gatedStore struct {
 	once    sync.Once
 }
 
-func (g *gatedStore) InsertMessages(ctx context.Context, rows []store.Message) error {
-	for _, r := range rows {
-		if r.GroupID == g.group {
-			g.once.Do(func() { close(g.blocked); <-g.gate })
-			break
+func (g *gatedStore) InsertMessageBlocks(ctx context.Context, next func() ([]store.Message, error)) error {
+	return g.Store.InsertMessageBlocks(ctx, func() ([]store.Message, error) {
+		rows, err := next()
+		for _, r := range rows {
+			if r.GroupID == g.group {
+				g.once.Do(func() { close(g.blocked); <-g.gate })
+				break
+			}
 		}
-	}
-	return g.Store.InsertMessages(ctx, rows)
+		return rows, err
+	})
 }
 
 // Review: PutTeamMappings refuses to change a group's tid once messages were
@@ -267,18 +270,21 @@ func hasTID(line string, tid int) bool {
 
 // ---- 5. re-issue recorded done while its copies are only in the spool -------
 
-// copyBlockingStore never inserts a batch holding a re-issued copy (the
+// copyBlockingStore never inserts a block holding a re-issued copy (the
 // machine dies before the loader gets them into ClickHouse).
 type copyBlockingStore struct{ *store.Store }
 
-func (c copyBlockingStore) InsertMessages(ctx context.Context, rows []store.Message) error {
-	for _, r := range rows {
-		if r.Origin != r.Seq {
-			<-ctx.Done()
-			return ctx.Err()
+func (c copyBlockingStore) InsertMessageBlocks(ctx context.Context, next func() ([]store.Message, error)) error {
+	return c.Store.InsertMessageBlocks(ctx, func() ([]store.Message, error) {
+		rows, err := next()
+		for _, r := range rows {
+			if r.Origin != r.Seq {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
 		}
-	}
-	return c.Store.InsertMessages(ctx, rows)
+		return rows, err
+	})
 }
 
 // Review: RecordReissue(v) is written as soon as the copies are in the

@@ -74,49 +74,106 @@ func (r *Message) Canonical() (message.Message, error) {
 const messageColumns = `seq, origin, source, source_msg_id, recall_key, scene, type, msgid, from_account, to_account,
  tid, group_id, accid2, tinfo, create_time, client_type, body, attach, attach_url, ext, line, held, render_version, received_at`
 
-// InsertMessages writes rows in one INSERT (one block). Callers keep batches
-// well under max_insert_block_size. A block whose rows fall into several
-// partitions (months of received_at) becomes visible one part at a time:
-// readers that need a complete prefix of seqs count it (see CountSeqs); the
-// pull uses the loader's watermark.
-func (s *Store) InsertMessages(ctx context.Context, rows []Message) (err error) {
-	if len(rows) == 0 {
-		return nil
-	}
-	defer wrap(&err, "store.InsertMessages(%d rows)", len(rows))
-	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO messages ("+messageColumns+", created_at)")
-	if err != nil {
+// InsertMessages writes rows in one INSERT (one block). A block whose rows
+// fall into several partitions (months of received_at) becomes visible one
+// part at a time: readers that need a complete prefix of seqs count it (see
+// CountSeqs); the pull uses the loader's watermark.
+func (s *Store) InsertMessages(ctx context.Context, rows []Message) error {
+	done := false
+	return s.InsertMessageBlocks(ctx, func() ([]Message, error) {
+		if done {
+			return nil, nil
+		}
+		done = true
+		return rows, nil
+	})
+}
+
+// InsertMessageBlocks writes, in one INSERT, the blocks next returns until it
+// returns none. A block is sent before next is called again, so next may
+// reuse its slice: a large INSERT never holds more than one block in memory.
+// The server squashes the blocks into parts of up to min_insert_block_size_rows
+// (a million rows by default), so many small blocks do not make many small
+// parts. Nothing is sent when next's first call returns no rows; when next
+// fails midway the INSERT is abandoned, but blocks already sent may have been
+// written (like any INSERT that fails on our side: callers check ExistingSeqs
+// before trying again).
+func (s *Store) InsertMessageBlocks(ctx context.Context, next func() ([]Message, error)) error {
+	rows, err := next()
+	if err != nil || len(rows) == 0 {
 		return err
 	}
-	defer batch.Close() // a no-op after Send; ends the query if Send is never reached
-	n := len(rows)
-	var (
-		seq, origin, renderVersion         = make([]uint64, n), make([]uint64, n), make([]uint64, n)
-		source, sourceID, recallKey, scene = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		typ                                = make([]uint16, n)
-		msgid, tid, createTime             = make([]int64, n), make([]int64, n), make([]int64, n)
-		from, to, groupID, accid2, tinfo   = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		clientType, held                   = make([]uint8, n), make([]uint8, n)
-		body, attach, attachURL, ext, line = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		receivedAt, createdAt              = make([]time.Time, n), make([]time.Time, n)
-	)
+	n := 0
+	fail := func(err error) error { return fmt.Errorf("store.InsertMessages(%d rows): %w", n, err) }
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO messages ("+messageColumns+", created_at)")
+	if err != nil {
+		return fail(err)
+	}
+	defer batch.Close() // a no-op after Send or Abort
+	var cols messageBlock
+	for {
+		n += len(rows)
+		for i, col := range cols.fill(rows) {
+			if err := batch.Column(i).Append(col); err != nil {
+				_ = batch.Abort()
+				return fail(err)
+			}
+		}
+		if rows, err = next(); err != nil {
+			_ = batch.Abort()
+			return err // the caller's, as it is
+		}
+		if len(rows) == 0 {
+			if err := batch.Send(); err != nil {
+				return fail(err)
+			}
+			return nil
+		}
+		if err := batch.Flush(); err != nil {
+			_ = batch.Abort()
+			return fail(err)
+		}
+	}
+}
+
+// messageBlock holds one block's columns, in messageColumns order plus
+// created_at; fill reuses them from block to block.
+type messageBlock struct {
+	seq, origin, renderVersion                           []uint64
+	typ                                                  []uint16
+	msgid, tid, createTime                               []int64
+	clientType, held                                     []uint8
+	receivedAt, createdAt                                []time.Time
+	source, sourceID, recallKey, scene, from, to         []string
+	groupID, accid2, tinfo, body, attach, attachURL, ext []string
+	line                                                 []string
+}
+
+// fill sets the columns to rows and returns them in INSERT order.
+func (b *messageBlock) fill(rows []Message) []any {
+	b.seq, b.origin, b.renderVersion = b.seq[:0], b.origin[:0], b.renderVersion[:0]
+	b.typ, b.msgid, b.tid, b.createTime = b.typ[:0], b.msgid[:0], b.tid[:0], b.createTime[:0]
+	b.clientType, b.held, b.receivedAt, b.createdAt = b.clientType[:0], b.held[:0], b.receivedAt[:0], b.createdAt[:0]
+	b.source, b.sourceID, b.recallKey, b.scene, b.from, b.to = b.source[:0], b.sourceID[:0], b.recallKey[:0], b.scene[:0], b.from[:0], b.to[:0]
+	b.groupID, b.accid2, b.tinfo, b.body, b.attach, b.attachURL, b.ext = b.groupID[:0], b.accid2[:0], b.tinfo[:0], b.body[:0], b.attach[:0], b.attachURL[:0], b.ext[:0]
+	b.line = b.line[:0]
 	for i := range rows {
 		r := &rows[i]
-		seq[i], origin[i], source[i], sourceID[i], recallKey[i], scene[i] = r.Seq, r.Origin, r.Source, r.SourceMsgID, r.RecallKey, r.Scene
-		typ[i], msgid[i], from[i], to[i], tid[i], groupID[i], accid2[i], tinfo[i] = r.Type, r.MsgID, r.From, r.To, r.TID, r.GroupID, r.Accid2, r.TInfo
-		createTime[i], clientType[i], body[i], attach[i], attachURL[i], ext[i] = r.CreateTime, r.ClientType, r.Body, r.Attach, r.AttachURL, r.Ext
-		line[i], renderVersion[i], receivedAt[i], createdAt[i] = r.Line, r.RenderVersion, msTime(r.ReceivedAt), msTime(r.CreateTime)
+		var held uint8
 		if r.Held {
-			held[i] = 1
+			held = 1
 		}
+		b.seq, b.origin, b.renderVersion = append(b.seq, r.Seq), append(b.origin, r.Origin), append(b.renderVersion, r.RenderVersion)
+		b.typ, b.msgid, b.tid, b.createTime = append(b.typ, r.Type), append(b.msgid, r.MsgID), append(b.tid, r.TID), append(b.createTime, r.CreateTime)
+		b.clientType, b.held = append(b.clientType, r.ClientType), append(b.held, held)
+		b.receivedAt, b.createdAt = append(b.receivedAt, msTime(r.ReceivedAt)), append(b.createdAt, msTime(r.CreateTime))
+		b.source, b.sourceID, b.recallKey, b.scene = append(b.source, r.Source), append(b.sourceID, r.SourceMsgID), append(b.recallKey, r.RecallKey), append(b.scene, r.Scene)
+		b.from, b.to, b.groupID, b.accid2, b.tinfo = append(b.from, r.From), append(b.to, r.To), append(b.groupID, r.GroupID), append(b.accid2, r.Accid2), append(b.tinfo, r.TInfo)
+		b.body, b.attach, b.attachURL, b.ext, b.line = append(b.body, r.Body), append(b.attach, r.Attach), append(b.attachURL, r.AttachURL), append(b.ext, r.Ext), append(b.line, r.Line)
 	}
-	for i, col := range []any{seq, origin, source, sourceID, recallKey, scene, typ, msgid, from, to,
-		tid, groupID, accid2, tinfo, createTime, clientType, body, attach, attachURL, ext, line, held, renderVersion, receivedAt, createdAt} {
-		if err := batch.Column(i).Append(col); err != nil {
-			return err
-		}
-	}
-	return batch.Send()
+	return []any{b.seq, b.origin, b.source, b.sourceID, b.recallKey, b.scene, b.typ, b.msgid, b.from, b.to,
+		b.tid, b.groupID, b.accid2, b.tinfo, b.createTime, b.clientType, b.body, b.attach, b.attachURL, b.ext, b.line,
+		b.held, b.renderVersion, b.receivedAt, b.createdAt}
 }
 
 // MessagesBySeq calls fn with the stored rows of seqs (in seq order).
