@@ -47,7 +47,7 @@ func TestRegressIncrementalSkipsASeqThatBecameVisibleLate(t *testing.T) {
 	}
 }
 
-// One loader INSERT (one InsertMessageBlocks call of several blocks, as
+// One loader INSERT (one InsertMessageChunks call of several blocks, as
 // loader.loadBatch makes) is
 // not atomic when its rows fall into two partitions of messages (PARTITION
 // BY toYYYYMM(received_at)): re-issued copies keep their original's
@@ -86,7 +86,7 @@ func TestRegressIncrementalRunsDuringPartitionSpanningInsertsMissNothing(t *test
 			rows[i] = snapRow(base+uint64(i)+1, time.Date(2023, month, 15, 0, 0, 0, 0, time.UTC).UnixMilli())
 			rows[i].Body = strings.Repeat("x", 300)
 		}
-		if err := st.InsertMessageBlocks(ctx, inBlocks(rows, 2048)); err != nil {
+		if err := st.InsertMessageChunks(ctx, inBlocks(rows, 2048)); err != nil {
 			t.Fatal(err)
 		}
 		base += batch
@@ -99,7 +99,7 @@ func TestRegressIncrementalRunsDuringPartitionSpanningInsertsMissNothing(t *test
 	}
 }
 
-// inBlocks hands rows to InsertMessageBlocks n at a time.
+// inBlocks hands rows to InsertMessageChunks n at a time.
 func inBlocks(rows []store.Message, n int) func() ([]store.Message, error) {
 	return func() ([]store.Message, error) {
 		block := rows[:min(n, len(rows))]

@@ -9,9 +9,12 @@ package loader
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,9 +29,12 @@ import (
 
 // messageWriter is the part of the store the loader needs.
 type messageWriter interface {
-	// InsertMessageBlocks writes the blocks next returns, until it returns
-	// none, in one INSERT; a block is sent before next is called again.
-	InsertMessageBlocks(ctx context.Context, next func() ([]store.Message, error)) error
+	// InsertMessageChunks writes the rows next returns, until it returns
+	// none, in one INSERT; a chunk is copied before next is called again.
+	InsertMessageChunks(ctx context.Context, next func() ([]store.Message, error)) error
+	// QueryRunning reports whether the server still runs the query with id
+	// (one given with store.WithQueryID).
+	QueryRunning(ctx context.Context, id string) (bool, error)
 	// InsertRecalls writes recall rows in one INSERT block.
 	InsertRecalls(ctx context.Context, rows []store.Recall) error
 	// ExistingSeqs returns the seqs in [lo, hi] already stored (messages
@@ -36,7 +42,7 @@ type messageWriter interface {
 	ExistingSeqs(ctx context.Context, lo, hi uint64) (map[uint64]bool, error)
 }
 
-// snapshotter gives the maps a batch is rendered with: every block of one
+// snapshotter gives the maps a batch is rendered with: every chunk of one
 // INSERT at the version the batch started with.
 type snapshotter interface {
 	Version(ctx context.Context) (uint64, error)
@@ -55,10 +61,10 @@ type spoolReader interface {
 
 // Options tunes batching and release.
 type Options struct {
-	BatchRows  int           // most rows per INSERT (default 50 000)
-	BatchBytes int           // most record bytes per INSERT (default 16 MiB)
-	BlockRows  int           // most rows per block of an INSERT, what is held in memory at once (default 2 048)
-	BlockBytes int           // most record bytes per block (default 1 MiB)
+	BatchRows  int           // most rows per INSERT (default 10 000)
+	BatchBytes int           // most record bytes per INSERT (default 4 MiB)
+	ChunkRows  int           // most rows read, decoded and rendered at a time (default 2 048)
+	ChunkBytes int           // most record bytes per chunk (default 1 MiB)
 	Linger     time.Duration // how long to wait for a fuller batch (default 1 s)
 	// Durable, when set, makes what ClickHouse has written so far durable
 	// (the managed server: syncfs of its data directory); loaded records are
@@ -94,6 +100,10 @@ type Loader struct {
 	releaseAt atomic.Uint64 // highest seq released
 	lastErr   atomic.Pointer[string]
 	caughtUp  atomic.Int64 // Unix ns when Run last found nothing left to load
+
+	queryPrefix string // of this loader's INSERT query ids
+	queries     uint64 // INSERTs made (owned by Run)
+	abandoned   string // id of a failed INSERT the server may still commit (owned by Run)
 }
 
 type loadedMark struct {
@@ -104,20 +114,19 @@ type loadedMark struct {
 // New returns a loader. It starts, in Run, from the first record the spool
 // still holds, checking against ClickHouse what it already has.
 func New(sp spoolReader, st messageWriter, maps snapshotter, opts Options) *Loader {
-	// A block is held about four times over while it is inserted (records,
-	// decoded messages, rows, the driver's columns): the block bounds bound
-	// memory; the batch bounds how often ClickHouse gets an INSERT.
+	// The driver's columns hold a batch (one INSERT block); the records,
+	// decoded messages and rendered rows are held a chunk at a time.
 	if opts.BatchRows <= 0 {
-		opts.BatchRows = 50000
+		opts.BatchRows = 10000
 	}
 	if opts.BatchBytes <= 0 {
-		opts.BatchBytes = 16 << 20
+		opts.BatchBytes = 4 << 20
 	}
-	if opts.BlockRows <= 0 {
-		opts.BlockRows = 2048
+	if opts.ChunkRows <= 0 {
+		opts.ChunkRows = 2048
 	}
-	if opts.BlockBytes <= 0 {
-		opts.BlockBytes = 1 << 20
+	if opts.ChunkBytes <= 0 {
+		opts.ChunkBytes = 1 << 20
 	}
 	if opts.Linger <= 0 {
 		opts.Linger = time.Second
@@ -128,7 +137,10 @@ func New(sp spoolReader, st messageWriter, maps snapshotter, opts Options) *Load
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Loader{sp: sp, st: st, maps: maps, opts: opts, logger: opts.Logger}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &Loader{sp: sp, st: st, maps: maps, opts: opts, logger: opts.Logger,
+		queryPrefix: "imbridge-load-" + hex.EncodeToString(b[:]) + "-"}
 }
 
 // Watermark is the highest seq such that every seq up to it is in ClickHouse.
@@ -316,9 +328,9 @@ func (l *Loader) drain(next uint64, verify bool, timeout time.Duration) {
 // loadBatch renders and inserts the next batch from seq next and returns the
 // last seq it covered. With verify set it first asks ClickHouse which of the
 // batch's seqs it already holds (an INSERT that failed on our side may have
-// succeeded on the server, in part), so no row is inserted twice. The batch
-// goes into one INSERT block by block (see Options), read from the spool as
-// the INSERT takes them; recalls go into their own INSERT after it.
+// succeeded on the server), so no row is inserted twice. The batch is read,
+// decoded and rendered a chunk at a time into one INSERT block (see
+// Options); recalls go into their own INSERT after it.
 func (l *Loader) loadBatch(ctx context.Context, next uint64, verify bool) (uint64, error) {
 	last := l.sp.LastSeq()
 	if last < next {
@@ -327,8 +339,10 @@ func (l *Loader) loadBatch(ctx context.Context, next uint64, verify bool) (uint6
 	var have map[uint64]bool
 	if verify {
 		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		var err error
-		have, err = l.st.ExistingSeqs(qctx, next, min(last, next+uint64(l.opts.BatchRows)-1))
+		err := l.waitAbandoned(qctx)
+		if err == nil {
+			have, err = l.st.ExistingSeqs(qctx, next, min(last, next+uint64(l.opts.BatchRows)-1))
+		}
 		cancel()
 		if err != nil {
 			return 0, err
@@ -337,7 +351,7 @@ func (l *Loader) loadBatch(ctx context.Context, next uint64, verify bool) (uint6
 	b := batchReader{l: l, have: have, cur: next, rowsLeft: l.opts.BatchRows, bytesLeft: l.opts.BatchBytes}
 	ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	b.ctx = ictx
-	err := l.st.InsertMessageBlocks(ictx, b.next)
+	err := l.insert(ictx, func(ctx context.Context) error { return l.st.InsertMessageChunks(ctx, b.next) })
 	cancel()
 	if err != nil {
 		return 0, err
@@ -351,7 +365,7 @@ func (l *Loader) loadBatch(ctx context.Context, next uint64, verify bool) (uint6
 		// After the messages: a failure here leaves them stored, and the
 		// verify before the retry skips them.
 		ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		err := l.st.InsertRecalls(ictx, b.recalls)
+		err := l.insert(ictx, func(ctx context.Context) error { return l.st.InsertRecalls(ctx, b.recalls) })
 		cancel()
 		if err != nil {
 			return 0, err
@@ -374,16 +388,52 @@ func (l *Loader) loadBatch(ctx context.Context, next uint64, verify bool) (uint6
 	return hi, nil
 }
 
-// batchReader reads one batch from the spool a block at a time for
-// InsertMessageBlocks, rendering each block's messages and setting its
-// recalls aside. Its slices are reused from block to block.
+// insert runs one INSERT under a query id of its own and, when it fails,
+// remembers the id: the server may still be committing what it received
+// (18.16 takes a dropped connection for the end of the data, and commits a
+// few milliseconds after the client gave up), so the check before the next
+// attempt waits for that query to end first.
+func (l *Loader) insert(ctx context.Context, do func(ctx context.Context) error) error {
+	l.queries++
+	id := l.queryPrefix + strconv.FormatUint(l.queries, 10)
+	err := do(store.WithQueryID(ctx, id))
+	if err != nil {
+		l.abandoned = id
+	}
+	return err
+}
+
+// waitAbandoned waits until the last failed INSERT no longer runs on the
+// server, polling, until ctx ends.
+func (l *Loader) waitAbandoned(ctx context.Context) error {
+	for l.abandoned != "" {
+		running, err := l.st.QueryRunning(ctx, l.abandoned)
+		if err != nil {
+			return err
+		}
+		if !running {
+			l.abandoned = ""
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the failed INSERT %s still runs on the server: %w", l.abandoned, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// batchReader reads one batch from the spool a chunk at a time for
+// InsertMessageChunks, rendering each chunk's messages and setting its
+// recalls aside. Its slices are reused from chunk to chunk.
 type batchReader struct {
 	l                   *Loader
 	ctx                 context.Context
 	have                map[uint64]bool // seqs ClickHouse already holds (verify)
 	cur                 uint64          // next seq to read
 	rowsLeft, bytesLeft int
-	version             uint64 // the map version every block is rendered with
+	version             uint64 // the map version every chunk is rendered with
 	versioned           bool
 	recs                []ingest.Spooled
 	seqs                []uint64
@@ -393,12 +443,12 @@ type batchReader struct {
 	rows, held          int
 }
 
-// next returns the rows of the next block that has any, or none at the end
+// next returns the rows of the next chunk that has any, or none at the end
 // of the batch.
 func (b *batchReader) next() ([]store.Message, error) {
 	l := b.l
 	for b.rowsLeft > 0 && b.bytesLeft > 0 {
-		entries, err := l.sp.Read(b.cur, min(l.opts.BlockRows, b.rowsLeft), min(l.opts.BlockBytes, b.bytesLeft))
+		entries, err := l.sp.Read(b.cur, min(l.opts.ChunkRows, b.rowsLeft), min(l.opts.ChunkBytes, b.bytesLeft))
 		if err != nil {
 			return nil, err
 		}

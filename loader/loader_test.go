@@ -30,8 +30,8 @@ type flakyStore struct {
 	cancel context.CancelFunc
 }
 
-func (f *flakyStore) InsertMessageBlocks(ctx context.Context, next func() ([]store.Message, error)) error {
-	if err := f.Store.InsertMessageBlocks(ctx, next); err != nil {
+func (f *flakyStore) InsertMessageChunks(ctx context.Context, next func() ([]store.Message, error)) error {
+	if err := f.Store.InsertMessageChunks(ctx, next); err != nil {
 		return err
 	}
 	if f.failN.Add(-1) >= 0 {
@@ -71,7 +71,8 @@ func ingestAll(t *testing.T, sp *spool.Spool, msgs []message.Message) {
 }
 
 func newLoader(sp *spool.Spool, st interface {
-	InsertMessageBlocks(context.Context, func() ([]store.Message, error)) error
+	InsertMessageChunks(context.Context, func() ([]store.Message, error)) error
+	QueryRunning(context.Context, string) (bool, error)
 	InsertRecalls(context.Context, []store.Recall) error
 	ExistingSeqs(context.Context, uint64, uint64) (map[uint64]bool, error)
 }, maps *store.Store, opts loader.Options) *loader.Loader {
@@ -235,8 +236,8 @@ func TestLoadedRecordsStayUntilClickHouseHasThemOnDisk(t *testing.T) {
 	}
 }
 
-// blockCounter counts the blocks of each INSERT and, once, fails the
-// INSERT at its failAt-th block (after the blocks before it were sent).
+// blockCounter counts the chunks of each INSERT and, once, fails the
+// INSERT at its failAt-th chunk (after the chunks before it were handed over).
 type blockCounter struct {
 	*store.Store
 	failAt  int
@@ -245,9 +246,9 @@ type blockCounter struct {
 	blocks  atomic.Int32
 }
 
-func (b *blockCounter) InsertMessageBlocks(ctx context.Context, next func() ([]store.Message, error)) error {
+func (b *blockCounter) InsertMessageChunks(ctx context.Context, next func() ([]store.Message, error)) error {
 	calls := 0
-	return b.Store.InsertMessageBlocks(ctx, func() ([]store.Message, error) {
+	return b.Store.InsertMessageChunks(ctx, func() ([]store.Message, error) {
 		calls++
 		if calls == 1 {
 			b.inserts.Add(1)
@@ -263,31 +264,31 @@ func (b *blockCounter) InsertMessageBlocks(ctx context.Context, next func() ([]s
 	})
 }
 
-// A batch goes into one INSERT a block at a time (memory holds one block):
-// 1000 messages in blocks of 100 are one INSERT of ten blocks.
-func TestBatchGoesIntoOneInsertBlockByBlock(t *testing.T) {
+// A batch goes into one INSERT a chunk at a time (what is decoded and
+// rendered is held one chunk at a time): 1000 messages in chunks of 100 are
+// one INSERT of ten chunks.
+func TestBatchGoesIntoOneInsertChunkByChunk(t *testing.T) {
 	st := &blockCounter{Store: storetest.Open(t)}
 	sp := openSpool(t, t.TempDir())
 	ingestAll(t, sp, messages(0, 1000))
-	ld := newLoader(sp, st, st.Store, loader.Options{BatchRows: 1000, BlockRows: 100})
+	ld := newLoader(sp, st, st.Store, loader.Options{BatchRows: 1000, ChunkRows: 100})
 	loadUntil(t, ld, 1000)
 	expectRows(t, st.Store, 1000)
 	if n, b := st.inserts.Load(), st.blocks.Load(); n != 1 || b != 10 {
-		t.Errorf("%d INSERTs of %d blocks in all, want 1 of 10", n, b)
+		t.Errorf("%d INSERTs of %d chunks in all, want 1 of 10", n, b)
 	}
 	if s := ld.Stats(); s.Inserts != 1 || s.Rows != 1000 {
 		t.Errorf("stats %+v, want 1 insert of 1000 rows", s)
 	}
 }
 
-// An INSERT that breaks after some of its blocks were sent (the server may
-// have committed them) is checked before the batch is loaded again: every
-// row once.
-func TestBlockFailureMidInsertLoadsEveryRowOnce(t *testing.T) {
+// A failure while a batch is read (the spool, a map query) abandons its
+// INSERT with nothing in it; the batch is loaded again, every row once.
+func TestChunkFailureMidInsertLoadsEveryRowOnce(t *testing.T) {
 	st := &blockCounter{Store: storetest.Open(t), failAt: 4}
 	sp := openSpool(t, t.TempDir())
 	ingestAll(t, sp, messages(0, 1000))
-	ld := newLoader(sp, st, st.Store, loader.Options{BatchRows: 1000, BlockRows: 100})
+	ld := newLoader(sp, st, st.Store, loader.Options{BatchRows: 1000, ChunkRows: 100})
 	loadUntil(t, ld, 1000)
 	expectRows(t, st.Store, 1000)
 	if s := ld.Stats(); s.Failures != 1 {

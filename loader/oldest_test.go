@@ -14,7 +14,7 @@ import (
 // downStore is a ClickHouse that refuses every INSERT.
 type downStore struct{ *store.Store }
 
-func (downStore) InsertMessageBlocks(context.Context, func() ([]store.Message, error)) error {
+func (downStore) InsertMessageChunks(context.Context, func() ([]store.Message, error)) error {
 	return errors.New("connection refused")
 }
 

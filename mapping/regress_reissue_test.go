@@ -176,9 +176,9 @@ type slowStore struct {
 	delay time.Duration
 }
 
-func (s *slowStore) InsertMessageBlocks(ctx context.Context, next func() ([]store.Message, error)) error {
+func (s *slowStore) InsertMessageChunks(ctx context.Context, next func() ([]store.Message, error)) error {
 	time.Sleep(s.delay)
-	return s.Store.InsertMessageBlocks(ctx, next)
+	return s.Store.InsertMessageChunks(ctx, next)
 }
 
 // ---- 4. a remap that races the loader ---------------------------------------
@@ -193,8 +193,8 @@ type gatedStore struct {
 	once    sync.Once
 }
 
-func (g *gatedStore) InsertMessageBlocks(ctx context.Context, next func() ([]store.Message, error)) error {
-	return g.Store.InsertMessageBlocks(ctx, func() ([]store.Message, error) {
+func (g *gatedStore) InsertMessageChunks(ctx context.Context, next func() ([]store.Message, error)) error {
+	return g.Store.InsertMessageChunks(ctx, func() ([]store.Message, error) {
 		rows, err := next()
 		for _, r := range rows {
 			if r.GroupID == g.group {
@@ -274,8 +274,8 @@ func hasTID(line string, tid int) bool {
 // machine dies before the loader gets them into ClickHouse).
 type copyBlockingStore struct{ *store.Store }
 
-func (c copyBlockingStore) InsertMessageBlocks(ctx context.Context, next func() ([]store.Message, error)) error {
-	return c.Store.InsertMessageBlocks(ctx, func() ([]store.Message, error) {
+func (c copyBlockingStore) InsertMessageChunks(ctx context.Context, next func() ([]store.Message, error)) error {
+	return c.Store.InsertMessageChunks(ctx, func() ([]store.Message, error) {
 		rows, err := next()
 		for _, r := range rows {
 			if r.Origin != r.Seq {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/imbridge/imbridge/message"
 )
 
@@ -80,7 +82,7 @@ const messageColumns = `seq, origin, source, source_msg_id, recall_key, scene, t
 // CountSeqs); the pull uses the loader's watermark.
 func (s *Store) InsertMessages(ctx context.Context, rows []Message) error {
 	done := false
-	return s.InsertMessageBlocks(ctx, func() ([]Message, error) {
+	return s.InsertMessageChunks(ctx, func() ([]Message, error) {
 		if done {
 			return nil, nil
 		}
@@ -89,16 +91,18 @@ func (s *Store) InsertMessages(ctx context.Context, rows []Message) error {
 	})
 }
 
-// InsertMessageBlocks writes, in one INSERT, the blocks next returns until it
-// returns none. A block is sent before next is called again, so next may
-// reuse its slice: a large INSERT never holds more than one block in memory.
-// The server squashes the blocks into parts of up to min_insert_block_size_rows
-// (a million rows by default), so many small blocks do not make many small
-// parts. Nothing is sent when next's first call returns no rows; when next
-// fails midway the INSERT is abandoned, but blocks already sent may have been
-// written (like any INSERT that fails on our side: callers check ExistingSeqs
-// before trying again).
-func (s *Store) InsertMessageBlocks(ctx context.Context, next func() ([]Message, error)) error {
+// InsertMessageChunks writes, in one INSERT of one block, the rows next
+// returns until it returns none. Each chunk is copied into the driver's
+// columns before next is called again, so next may reuse its slice: what
+// the caller decodes and renders is held one chunk at a time, the block
+// once. Nothing reaches the server before next returned its last chunk:
+// when next fails the INSERT is abandoned with nothing in it, and nothing
+// is sent when next's first call returns no rows. An INSERT that fails
+// while it is sent may still be committed by the server after this returns
+// (18.16 takes a dropped connection for the end of the data): give it a
+// query id (WithQueryID) and wait for QueryRunning to turn false before
+// checking ExistingSeqs.
+func (s *Store) InsertMessageChunks(ctx context.Context, next func() ([]Message, error)) error {
 	rows, err := next()
 	if err != nil || len(rows) == 0 {
 		return err
@@ -129,15 +133,24 @@ func (s *Store) InsertMessageBlocks(ctx context.Context, next func() ([]Message,
 			}
 			return nil
 		}
-		if err := batch.Flush(); err != nil {
-			_ = batch.Abort()
-			return fail(err)
-		}
 	}
 }
 
-// messageBlock holds one block's columns, in messageColumns order plus
-// created_at; fill reuses them from block to block.
+// WithQueryID gives the query made with the returned context the id id.
+func WithQueryID(ctx context.Context, id string) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithQueryID(id))
+}
+
+// QueryRunning reports whether the server still runs the query with id.
+func (s *Store) QueryRunning(ctx context.Context, id string) (_ bool, err error) {
+	defer wrap(&err, "store.QueryRunning")
+	var n uint64
+	err = s.conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE query_id = ?", id).Scan(&n)
+	return n > 0, err
+}
+
+// messageBlock holds one chunk's columns, in messageColumns order plus
+// created_at; fill reuses them from chunk to chunk.
 type messageBlock struct {
 	seq, origin, renderVersion                           []uint64
 	typ                                                  []uint16

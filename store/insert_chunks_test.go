@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/imbridge/imbridge/store"
 	"github.com/imbridge/imbridge/store/storetest"
 )
 
-// blocksOf hands InsertMessageBlocks n blocks of size rows, seqs from 1,
+// blocksOf hands InsertMessageChunks n chunks of size rows, seqs from 1,
 // reusing one slice as the loader does; after the last block it returns
 // none, or fails with failAt's error at that call (1-based; 0: never).
 func blocksOf(n, size, failAt int, fail error) (next func() ([]store.Message, error), calls *int) {
@@ -50,17 +51,16 @@ func countRows(t *testing.T, s *store.Store) (rows, seqs uint64) {
 	return rows, seqs
 }
 
-// An INSERT fed block by block (the loader's, a block of its batch at a
-// time) stores every row once and, squashed by the server, makes one part:
-// small blocks cost no more merges than one large block did.
-func TestInsertMessageBlocksMakesOnePart(t *testing.T) {
+// An INSERT fed chunk by chunk (the loader's, a chunk of its batch at a
+// time) stores every row once, in one part.
+func TestInsertMessageChunksMakesOnePart(t *testing.T) {
 	s := storetest.Open(t)
 	next, calls := blocksOf(5, 1000, 0, nil)
-	if err := s.InsertMessageBlocks(context.Background(), next); err != nil {
+	if err := s.InsertMessageChunks(context.Background(), next); err != nil {
 		t.Fatal(err)
 	}
 	if *calls != 6 {
-		t.Errorf("next called %d times, want 6 (5 blocks, then the end)", *calls)
+		t.Errorf("next called %d times, want 6 (5 chunks, then the end)", *calls)
 	}
 	if rows, seqs := countRows(t, s); rows != 5000 || seqs != 5000 {
 		t.Errorf("%d rows (%d seqs), want 5000", rows, seqs)
@@ -70,30 +70,48 @@ func TestInsertMessageBlocksMakesOnePart(t *testing.T) {
 	}
 }
 
-// When next fails midway, its error comes back as it is and the store goes
-// on working. What the server does with the blocks it had is its own
-// business: 18.16 takes a dropped connection for the end of the data and
-// commits them, which is why the loader checks ExistingSeqs after any
-// failed INSERT (loader.TestBlockFailureMidInsertLoadsEveryRowOnce).
-func TestInsertMessageBlocksReturnsNextsError(t *testing.T) {
+// When next fails midway, its error comes back as it is and the INSERT is
+// abandoned with nothing in it: the chunks before stayed on our side (the
+// server would commit whatever it had received, 18.16 taking a dropped
+// connection for the end of the data). Once the server has ended the query
+// (QueryRunning), nothing of it is stored.
+func TestInsertMessageChunksAbandonsTheInsertWhenNextFails(t *testing.T) {
 	s := storetest.Open(t)
+	ctx := context.Background()
 	broken := errors.New("spool read failed")
 	next, _ := blocksOf(5, 1000, 3, broken)
-	if err := s.InsertMessageBlocks(context.Background(), next); err != broken {
+	if err := s.InsertMessageChunks(store.WithQueryID(ctx, "abandoned-insert"), next); err != broken {
 		t.Fatalf("err = %v, want next's own error", err)
 	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		running, err := s.QueryRunning(ctx, "abandoned-insert")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned INSERT still runs after 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rows, _ := countRows(t, s); rows != 0 {
+		t.Errorf("%d rows stored by an abandoned INSERT, want 0", rows)
+	}
 	next, _ = blocksOf(1, 10, 0, nil)
-	if err := s.InsertMessageBlocks(context.Background(), next); err != nil {
+	if err := s.InsertMessageChunks(ctx, next); err != nil {
 		t.Fatalf("the next INSERT: %v", err)
 	}
 }
 
 // A batch with nothing to insert (all recalls, or all stored already) sends
 // no INSERT at all.
-func TestInsertMessageBlocksWithNoRowsSendsNothing(t *testing.T) {
+func TestInsertMessageChunksWithNoRowsSendsNothing(t *testing.T) {
 	s := storetest.Open(t)
 	next, calls := blocksOf(0, 10, 0, nil)
-	if err := s.InsertMessageBlocks(context.Background(), next); err != nil {
+	if err := s.InsertMessageChunks(context.Background(), next); err != nil {
 		t.Fatal(err)
 	}
 	if *calls != 1 || insertedParts(t, s) != 0 {
