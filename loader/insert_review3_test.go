@@ -113,18 +113,8 @@ func TestReview3TinyByteBoundsAndRecallOnlyBlocks(t *testing.T) {
 // that failed between blocks commits after that verify: the retry loads the
 // batch again.
 func TestReview3MidInsertFailureUnderBackPressureLoadsEveryRowOnce(t *testing.T) {
-	base := storetest.Open(t)
+	base := storeDelayingInserts(t)
 	ctx := context.Background()
-	if err := base.Conn().Exec(ctx, "SYSTEM STOP MERGES "+base.Database()+".messages"); err != nil {
-		t.Fatal(err)
-	}
-	defer base.Conn().Exec(ctx, "SYSTEM START MERGES "+base.Database()+".messages")
-	// Older rows (seqs 1..280), one part each, in this month's partition.
-	for i := uint64(1); i <= 280; i++ {
-		if err := base.InsertMessages(ctx, []store.Message{{Seq: i, Origin: i, Source: "old", Scene: "p2p", Line: "{}", ReceivedAt: time.Now().UnixMilli()}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	st := &blockCounter{Store: base, failAt: 4}
 	sp := openSpool(t, t.TempDir())
 	if err := sp.SetFloor(280); err != nil {

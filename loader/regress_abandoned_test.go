@@ -36,17 +36,8 @@ func (s *lateShutdown) InsertMessageChunks(ctx context.Context, next func() ([]s
 // on it. The drain's check of what ClickHouse holds must wait for that
 // query to end, or it loads the batch a second time.
 func TestRegressShutdownWhileTheServerDelaysTheInsertLoadsEveryRowOnce(t *testing.T) {
-	base := storetest.Open(t)
+	base := storeDelayingInserts(t)
 	ctx := context.Background()
-	if err := base.Conn().Exec(ctx, "SYSTEM STOP MERGES "+base.Database()+".messages"); err != nil {
-		t.Fatal(err)
-	}
-	defer base.Conn().Exec(ctx, "SYSTEM START MERGES "+base.Database()+".messages")
-	for i := uint64(1); i <= 280; i++ { // a part each, this month's partition
-		if err := base.InsertMessages(ctx, []store.Message{{Seq: i, Origin: i, Source: "old", Scene: "p2p", Line: "{}", ReceivedAt: time.Now().UnixMilli()}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	st := &lateShutdown{Store: base}
 	sp := openSpool(t, t.TempDir())
 	if err := sp.SetFloor(280); err != nil {
@@ -76,4 +67,24 @@ func TestRegressShutdownWhileTheServerDelaysTheInsertLoadsEveryRowOnce(t *testin
 	if n != 1000 || distinct != 1000 {
 		t.Errorf("messages has %d rows (%d distinct seqs) of the batch, want 1000 once each", n, distinct)
 	}
+}
+
+// storeDelayingInserts is a store whose messages table holds seqs 1..280 in
+// as many parts of this month's partition, merges stopped: 18.16 then holds
+// every INSERT into that partition back for up to a second
+// (parts_to_delay_insert).
+func storeDelayingInserts(t *testing.T) *store.Store {
+	t.Helper()
+	st := storetest.Open(t)
+	ctx := context.Background()
+	if err := st.Conn().Exec(ctx, "SYSTEM STOP MERGES "+st.Database()+".messages"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Conn().Exec(ctx, "SYSTEM START MERGES "+st.Database()+".messages") })
+	for i := uint64(1); i <= 280; i++ {
+		if err := st.InsertMessages(ctx, []store.Message{{Seq: i, Origin: i, Source: "old", Scene: "p2p", Line: "{}", ReceivedAt: time.Now().UnixMilli()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
 }
