@@ -58,22 +58,6 @@ func TestReview3ShutdownMidInsertLoadsEveryRowOnce(t *testing.T) {
 	expectRows(t, st.Store, 20000)
 }
 
-// Stats.Rows is exported as imbridge_loader_rows_total, "Rows inserted into
-// messages". An INSERT that fails after some of its blocks were sent has
-// those rows committed by the server; the retry skips them (verify) and
-// neither attempt counts them.
-func TestReview3StatsCountEveryRowInsertedAfterAMidInsertFailure(t *testing.T) {
-	st := &blockCounter{Store: storetest.Open(t), failAt: 4}
-	sp := openSpool(t, t.TempDir())
-	ingestAll(t, sp, messages(0, 1000))
-	ld := newLoader(sp, st, st.Store, loader.Options{BatchRows: 1000, ChunkRows: 100})
-	loadUntil(t, ld, 1000)
-	expectRows(t, st.Store, 1000)
-	if s := ld.Stats(); s.Rows != 1000 {
-		t.Errorf("Stats.Rows = %d after loading 1000 rows (messages holds 1000)", s.Rows)
-	}
-}
-
 // Byte bounds: a block bound smaller than any record (one record a block)
 // and a batch bound of a few records; recalls between messages so that
 // some blocks hold recalls only. Every row once, the watermark at the end.

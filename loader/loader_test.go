@@ -283,7 +283,8 @@ func TestBatchGoesIntoOneInsertChunkByChunk(t *testing.T) {
 }
 
 // A failure while a batch is read (the spool, a map query) abandons its
-// INSERT with nothing in it; the batch is loaded again, every row once.
+// INSERT with nothing in it; the batch is loaded again, every row once, and
+// counted once (Stats.Rows is imbridge_loader_rows_total).
 func TestChunkFailureMidInsertLoadsEveryRowOnce(t *testing.T) {
 	st := &blockCounter{Store: storetest.Open(t), failAt: 4}
 	sp := openSpool(t, t.TempDir())
@@ -291,7 +292,7 @@ func TestChunkFailureMidInsertLoadsEveryRowOnce(t *testing.T) {
 	ld := newLoader(sp, st, st.Store, loader.Options{BatchRows: 1000, ChunkRows: 100})
 	loadUntil(t, ld, 1000)
 	expectRows(t, st.Store, 1000)
-	if s := ld.Stats(); s.Failures != 1 {
-		t.Errorf("failures = %d, want the injected one", s.Failures)
+	if s := ld.Stats(); s.Failures != 1 || s.Rows != 1000 {
+		t.Errorf("failures = %d, rows = %d; want the injected failure and 1000 rows", s.Failures, s.Rows)
 	}
 }
