@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -44,6 +46,11 @@ import (
 // filter probe per level. When Release needs the keys of the records it
 // deletes to be durable and the set is small, the set is written with one
 // synced batch instead, so a quiet spool does not make tiny sstables.
+//
+// Each bucket looked up has a bloom filter in memory (keyfilter.go), fed by
+// add: a key no filter may hold is new without asking pebble. At Open the
+// filters of the buckets pebble already holds are filled by one scan in the
+// background; until it ends, lookups ask pebble for them as before.
 //
 // After a crash, Open re-adds the keys of the spooled records above "m.seq";
 // Release never deletes a record whose key is not durable in pebble.
@@ -100,8 +107,17 @@ type dedupIndex struct {
 	expired uint64            // buckets below it were dropped
 	top     uint64            // highest bucket used: the current one even if the clock steps back
 	isNew   bool
+	// filters holds the bloom filter of each bucket keys were added to
+	// since Open or pebble held at Open; scanning is the ones the
+	// startup scan still fills (it frees those dropped meanwhile).
+	filters  map[uint64]*keyFilter
+	scanning map[uint64]*keyFilter
+	stopScan atomic.Bool
+	scanDone sync.WaitGroup
 
 	getKey   [dataKeyLen]byte   // the committer's lookup key
+	probe    []uint8            // the committer's: buckets (bit i: buckets[i]) each key must be looked up in
+	seeks    atomic.Uint64      // pebble lookups of a key in a bucket, for tests
 	sortBuf  []message.DedupKey // the flusher's
 	tableSeq int                // the flusher's
 }
@@ -145,13 +161,112 @@ func openDedup(dir string, window time.Duration, last uint64, logger *slog.Logge
 		writerOpts: opts.MakeWriterOptions(0, db.FormatMajorVersion().MaxTableFormat()),
 		counts:     map[uint64]uint64{},
 		mem:        keySet{keys: map[message.DedupKey]struct{}{}},
+		filters:    map[uint64]*keyFilter{},
 	}
 	d.flushed = sync.NewCond(&d.mu)
 	if err := d.load(last); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("spool: de-duplication index %s: %w", dir, err)
 	}
+	if err := d.startFilterScan(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("spool: de-duplication index %s: %w", dir, err)
+	}
 	return d, nil
+}
+
+// startFilterScan gives every bucket pebble holds keys of a filter, and
+// fills them from one pebble iterator in the background. The iterator is a
+// snapshot taken after the filters exist: a key added later sets its bits
+// through add, and a key added before is in pebble (so in the snapshot) or
+// in an in-memory set, which lookups check anyway.
+func (d *dedupIndex) startFilterScan() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.counts) == 0 {
+		return nil
+	}
+	// Lookups read the current bucket and the two before it, and the
+	// current one is never below the highest holding keys: older buckets
+	// are only waiting for expire.
+	top := slices.Max(slices.Collect(maps.Keys(d.counts)))
+	lo := max(top, 2) - 2
+	d.scanning = map[uint64]*keyFilter{}
+	for b := range d.counts {
+		if b < lo {
+			continue
+		}
+		f := newKeyFilter()
+		d.filters[b], d.scanning[b] = f, f
+		lo = min(lo, b)
+	}
+	var zero message.DedupKey
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: dataKey(nil, lo, zero), UpperBound: []byte{'k' + 1}})
+	if err != nil {
+		return err
+	}
+	d.scanDone.Add(1)
+	go d.fillFilters(it, d.scanning)
+	return nil
+}
+
+// fillFilters adds every key it reads to its bucket's filter, then marks
+// the filters ready (or frees those expired meanwhile).
+func (d *dedupIndex) fillFilters(it *pebble.Iterator, fill map[uint64]*keyFilter) {
+	defer d.scanDone.Done()
+	started := time.Now()
+	var n int
+	var k message.DedupKey
+	for it.First(); it.Valid() && !(n%4096 == 0 && d.stopScan.Load()); it.Next() {
+		key := it.Key()
+		if len(key) != dataKeyLen {
+			continue
+		}
+		if f := fill[binary.BigEndian.Uint64(key[1:9])]; f != nil {
+			copy(k[:], key[9:])
+			f.add(&k)
+			n++
+		}
+	}
+	stopped := it.Valid()
+	err := errors.Join(it.Error(), it.Close())
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for b, f := range fill {
+		switch {
+		case d.filters[b] != f:
+			f.free() // expired while the scan ran
+		case err == nil && !stopped:
+			f.ready = true
+		}
+	}
+	d.scanning = nil
+	switch {
+	case err != nil:
+		d.logger.Warn("de-duplication filters not filled: lookups read pebble", "err", err)
+	case !stopped:
+		d.logger.Info("de-duplication filters filled", "keys", n, "took", time.Since(started).Round(time.Millisecond))
+	}
+}
+
+// filtersFilled reports whether the startup scan has ended.
+func (d *dedupIndex) filtersFilled() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.scanning == nil
+}
+
+// filterLocked is bucket b's filter, made when keys are first added to b.
+// A bucket pebble already holds keys of without a filter (none is known to
+// happen) gets one that is never trusted.
+func (d *dedupIndex) filterLocked(b uint64) *keyFilter {
+	f := d.filters[b]
+	if f == nil {
+		f = newKeyFilter()
+		f.ready = d.counts[b] == 0
+		d.filters[b] = f
+	}
+	return f
 }
 
 // removeIngestLeftovers deletes sstables a crash left before their ingestion.
@@ -274,11 +389,31 @@ func (d *dedupIndex) lookup(keys []message.DedupKey, found []bool, now time.Time
 			n++
 		}
 	}
-	for i, k := range keys {
-		found[i] = found[i] || d.mem.has(k, b) || (d.imm != nil && d.imm.has(k, b))
+	var filters [3]*keyFilter
+	for i := range n {
+		if f := d.filters[buckets[i]]; f != nil && f.ready {
+			filters[i] = f
+		}
+	}
+	probe := slices.Grow(d.probe[:0], len(keys))[:len(keys)]
+	d.probe = probe
+	var seek uint8 // buckets some key must be looked up in
+	for i := range keys {
+		k := &keys[i]
+		found[i] = found[i] || d.mem.has(*k, b) || (d.imm != nil && d.imm.has(*k, b))
+		probe[i] = 0
+		if found[i] {
+			continue
+		}
+		for j := range n {
+			if filters[j] == nil || filters[j].mayHold(k) {
+				probe[i] |= 1 << j
+			}
+		}
+		seek |= probe[i]
 	}
 	d.mu.Unlock()
-	if n == 0 || len(keys) == 0 {
+	if seek == 0 {
 		return nil
 	}
 	// Pebble skips the bloom filters of the last level unless asked, as it
@@ -289,7 +424,11 @@ func (d *dedupIndex) lookup(keys []message.DedupKey, found []bool, now time.Time
 	}
 	for i := n - 1; i >= 0; i-- { // oldest bucket first: every seek moves forward
 		for j, k := range keys {
-			if !found[j] && it.SeekPrefixGE(dataKey(d.getKey[:0], buckets[i], k)) {
+			if found[j] || probe[j]&(1<<i) == 0 {
+				continue
+			}
+			d.seeks.Add(1)
+			if it.SeekPrefixGE(dataKey(d.getKey[:0], buckets[i], k)) {
 				found[j] = true
 			}
 		}
@@ -326,7 +465,9 @@ func (d *dedupIndex) add(keys []message.DedupKey, seq uint64, now time.Time) err
 		}
 	}
 	d.mem.bucket = b
-	for _, k := range keys {
+	f := d.filterLocked(b)
+	for i, k := range keys {
+		f.add(&keys[i])
 		d.mem.keys[k] = struct{}{}
 		if len(d.mem.keys) >= flushKeys {
 			if err := d.rotateLocked(); err != nil {
@@ -512,6 +653,14 @@ func (d *dedupIndex) expire(now time.Time) error {
 			delete(d.counts, bk)
 		}
 	}
+	for bk, f := range d.filters {
+		if bk < lo {
+			delete(d.filters, bk)
+			if d.scanning[bk] != f { // else the scan frees it when it ends
+				f.free()
+			}
+		}
+	}
 	d.expired = lo
 	return nil
 }
@@ -584,6 +733,14 @@ func (d *dedupIndex) close() error {
 		d.flushed.Wait()
 	}
 	d.closed = true
+	d.mu.Unlock()
+	d.stopScan.Store(true)
+	d.scanDone.Wait()
+	d.mu.Lock()
+	for bk, f := range d.filters {
+		delete(d.filters, bk)
+		f.free()
+	}
 	d.mu.Unlock()
 	if errors.Is(err, ErrClosed) {
 		err = nil
