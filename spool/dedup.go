@@ -64,12 +64,14 @@ const (
 	dedupBloomBits = 10       // ~1% false positives per sstable probed
 	// dedupL0Tables is pebble's L0CompactionThreshold (its default: 4).
 	// Pebble scores L0 as 2 × sublevels / threshold, so L0 is compacted into
-	// the level below from 4 sublevels (ingested sets; random keys make
+	// the level below from 16 sublevels (ingested sets; random keys make
 	// each its own sublevel) instead of 2. Every such compaction rewrites
-	// that whole level: gathering twice as many sets halves that work, for
-	// a few more bloom filter probes per lookup. A 2M-line import: 196k ->
-	// 204k msg/s (README).
-	dedupL0Tables = 8
+	// that whole level: gathering more sets divides that work, for more
+	// bloom filter probes per pebble lookup, which the filters in front
+	// (keyfilter.go) mostly spare. A 2M-line import through serve: at 8,
+	// 196k -> 204k msg/s over 4; at 32, 215k/202k -> 226k/215k over 8
+	// (README).
+	dedupL0Tables = 32
 	ingestPrefix  = "ingest-"
 )
 
