@@ -127,7 +127,7 @@ type dedupIndex struct {
 // openDedup opens (or creates) the index in dir for window. last is the
 // spool's last seq: an index that claims to know later seqs belongs to
 // another spool and is reset, like one written for another window.
-func openDedup(dir string, window time.Duration, last uint64, logger *slog.Logger) (*dedupIndex, error) {
+func openDedup(dir string, window time.Duration, last uint64, logger *slog.Logger, holdScan <-chan struct{}) (*dedupIndex, error) {
 	// Pebble carves its memtables out of the block cache: size it for both.
 	cache := pebble.NewCache(dedupCache + 2*dedupMemTable)
 	defer cache.Unref() // the database holds its own reference
@@ -170,7 +170,7 @@ func openDedup(dir string, window time.Duration, last uint64, logger *slog.Logge
 		db.Close()
 		return nil, fmt.Errorf("spool: de-duplication index %s: %w", dir, err)
 	}
-	if err := d.startFilterScan(); err != nil {
+	if err := d.startFilterScan(holdScan); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("spool: de-duplication index %s: %w", dir, err)
 	}
@@ -182,7 +182,7 @@ func openDedup(dir string, window time.Duration, last uint64, logger *slog.Logge
 // snapshot taken after the filters exist: a key added later sets its bits
 // through add, and a key added before is in pebble (so in the snapshot) or
 // in an in-memory set, which lookups check anyway.
-func (d *dedupIndex) startFilterScan() error {
+func (d *dedupIndex) startFilterScan(hold <-chan struct{}) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.counts) == 0 {
@@ -208,14 +208,23 @@ func (d *dedupIndex) startFilterScan() error {
 		return err
 	}
 	d.scanDone.Add(1)
-	go d.fillFilters(it, d.scanning)
+	go d.fillFilters(it, d.scanning, hold)
 	return nil
+}
+
+// stopFilterScan stops the startup scan and waits for it to end.
+func (d *dedupIndex) stopFilterScan() {
+	d.stopScan.Store(true)
+	d.scanDone.Wait()
 }
 
 // fillFilters adds every key it reads to its bucket's filter, then marks
 // the filters ready (or frees those expired meanwhile).
-func (d *dedupIndex) fillFilters(it *pebble.Iterator, fill map[uint64]*keyFilter) {
+func (d *dedupIndex) fillFilters(it *pebble.Iterator, fill map[uint64]*keyFilter, hold <-chan struct{}) {
 	defer d.scanDone.Done()
+	if hold != nil {
+		<-hold
+	}
 	started := time.Now()
 	var n int
 	var k message.DedupKey
@@ -258,14 +267,23 @@ func (d *dedupIndex) filtersFilled() bool {
 	return d.scanning == nil
 }
 
-// filterLocked is bucket b's filter, made when keys are first added to b.
-// A bucket pebble already holds keys of without a filter (none is known to
-// happen) gets one that is never trusted.
+// filterLocked is bucket b's filter, made when keys are first added to b
+// (or again, after a clock step back to a bucket already expired). It gets
+// the keys of b the in-memory sets hold, since they reach pebble later. A
+// bucket pebble already holds keys of (load counts every bucket it holds)
+// gets a filter that is never trusted: only a scan could fill it.
 func (d *dedupIndex) filterLocked(b uint64) *keyFilter {
 	f := d.filters[b]
 	if f == nil {
 		f = newKeyFilter()
 		f.ready = d.counts[b] == 0
+		for _, set := range []*keySet{&d.mem, d.imm} {
+			if set != nil && set.bucket == b {
+				for k := range set.keys {
+					f.add(&k)
+				}
+			}
+		}
 		d.filters[b] = f
 	}
 	return f
@@ -327,7 +345,41 @@ func (d *dedupIndex) load(last uint64) error {
 		d.counts[b] = binary.BigEndian.Uint64(v)
 		d.top = max(d.top, b)
 	}
-	return it.Close()
+	if err := it.Close(); err != nil {
+		return err
+	}
+	return d.countUncountedBuckets()
+}
+
+// countUncountedBuckets gives a count of 1 to every bucket pebble holds keys
+// of but has no count for: a crash between a set's ingestion and its
+// count's write leaves such keys (Open re-adds the spool's, not remembered
+// ones). Lookups then read the bucket, and its filter is scanned. One seek
+// per bucket held.
+func (d *dedupIndex) countUncountedBuckets() error {
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'k'}, UpperBound: []byte{'k' + 1}})
+	if err != nil {
+		return err
+	}
+	var zero message.DedupKey
+	for valid := it.First(); valid; {
+		key := it.Key()
+		if len(key) < 9 {
+			valid = it.Next()
+			continue
+		}
+		b := binary.BigEndian.Uint64(key[1:9])
+		if d.counts[b] == 0 {
+			d.logger.Warn("de-duplication index holds keys of a bucket without a count (a crash between writes): counting it", "bucket", b)
+			d.counts[b] = 1
+		}
+		d.top = max(d.top, b)
+		if b == 1<<64-1 {
+			break
+		}
+		valid = it.SeekGE(dataKey(d.getKey[:0], b+1, zero))
+	}
+	return errors.Join(it.Error(), it.Close())
 }
 
 // reset empties the index and marks it new.
@@ -475,7 +527,13 @@ func (d *dedupIndex) add(keys []message.DedupKey, seq uint64, now time.Time) err
 			if err := d.rotateLocked(); err != nil {
 				return err
 			}
+			// rotateLocked may have waited, unlocked: expire or close may
+			// have dropped (and freed) the filter meanwhile.
+			if err := d.writableLocked(); err != nil {
+				return err
+			}
 			d.mem.bucket = b
+			f = d.filterLocked(b)
 		}
 	}
 	d.memSeq = max(d.memSeq, seq)
@@ -736,8 +794,7 @@ func (d *dedupIndex) close() error {
 	}
 	d.closed = true
 	d.mu.Unlock()
-	d.stopScan.Store(true)
-	d.scanDone.Wait()
+	d.stopFilterScan()
 	d.mu.Lock()
 	for bk, f := range d.filters {
 		delete(d.filters, bk)

@@ -94,15 +94,24 @@ func TestKeysAddedWhileTheFiltersFillAreFound(t *testing.T) {
 		appendN(t, s, i, i+20_000)
 	}
 	s.Close()
-	s = mustOpen(t, dir, Options{})
+	hold := make(chan struct{})
+	s = mustOpen(t, dir, Options{holdScan: hold})
 	defer s.Close()
-	// Appended at once: the scan of the 200 000 keys is likely still
-	// running, and these keys reach pebble beside it.
-	for i := 500_000; i < 600_000; i += 20_000 {
+	// The scan has its snapshot but reads nothing yet: these keys reach
+	// pebble (several sets) beside it, and only add can put them in the
+	// filter.
+	for i := 500_000; i < 700_000; i += 20_000 {
 		appendN(t, s, i, i+20_000)
 	}
+	if err := s.Remember(key(900_000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.dedup.persist(0, true); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
 	waitFiltersFilled(t, s)
-	for _, i := range []int{0, 199_999, 500_000, 599_999} {
+	for _, i := range []int{0, 199_999, 500_000, 699_999, 900_000} {
 		if res := mustAppend(t, s, rec(i)); res.Duplicates != 1 {
 			t.Errorf("key %d: %+v, want a duplicate", i, res)
 		}

@@ -93,6 +93,7 @@ type Options struct {
 
 	now         func() time.Time // the clock of the de-duplication window; tests set it
 	reopenEvery int64            // tests set it; 0 = the constant reopenEvery
+	holdScan    <-chan struct{}  // tests: the de-duplication filters' startup scan waits for it
 }
 
 // Stats are counters for metrics.
@@ -294,7 +295,7 @@ func Open(opts Options) (*Spool, error) {
 	s.last.Store(last)
 	dir := filepath.Join(opts.Dir, dedupDir)
 	if opts.DedupWindow > 0 {
-		if s.dedup, err = openDedup(dir, opts.DedupWindow, last, logger); err != nil {
+		if s.dedup, err = openDedup(dir, opts.DedupWindow, last, logger, opts.holdScan); err != nil {
 			return fail(err)
 		}
 		if err := s.catchUpIndex(); err != nil {

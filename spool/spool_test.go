@@ -374,7 +374,7 @@ func TestIndexCatchesUpWithTheSpoolAfterACrash(t *testing.T) {
 	last := s.LastSeq()
 	s.Close()
 	// A crash loses the index's unsynced writes: its keys and its last seq.
-	d, err := openDedup(filepath.Join(dir, dedupDir), time.Hour, last, s.logger)
+	d, err := openDedup(filepath.Join(dir, dedupDir), time.Hour, last, s.logger, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,6 +385,7 @@ func TestIndexCatchesUpWithTheSpoolAfterACrash(t *testing.T) {
 	if err := d.db.Delete(metaSeq, nil); err != nil {
 		t.Fatal(err)
 	}
+	d.stopFilterScan() // as close does, before pebble goes
 	d.db.Close()
 
 	s = mustOpen(t, dir, Options{})
