@@ -200,7 +200,6 @@ func (d *dedupIndex) startFilterScan(hold <-chan struct{}) error {
 		}
 		f := newKeyFilter()
 		d.filters[b], d.scanning[b] = f, f
-		lo = min(lo, b)
 	}
 	var zero message.DedupKey
 	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: dataKey(nil, lo, zero), UpperBound: []byte{'k' + 1}})

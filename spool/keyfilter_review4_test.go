@@ -410,32 +410,6 @@ func TestReview4ExpireAndCloseDuringALongScan(t *testing.T) {
 	}
 }
 
-// How long the shipped TestClosingOrExpiringDuringTheFilterScan's scan runs
-// against how soon it expires: does the expiry overlap the scan?
-func TestReview4ShippedScanTestOverlap(t *testing.T) {
-	const window = time.Hour
-	c := newClock(time.Unix(0, 0).Add(1000 * window / 2))
-	dir := t.TempDir()
-	s := mustOpen(t, dir, Options{DedupWindow: window, now: c.now})
-	for i := 0; i < 100_000; i += 20_000 {
-		appendN(t, s, i, i+20_000)
-	}
-	s.Close()
-	overlap := 0
-	const runs = 10
-	for range runs {
-		s = mustOpen(t, dir, Options{DedupWindow: window, now: c.now})
-		s.dedup.mu.Lock()
-		scanning := s.dedup.scanning != nil
-		s.dedup.mu.Unlock()
-		if scanning {
-			overlap++
-		}
-		s.Close()
-	}
-	t.Logf("scan still running right after Open in %d of %d opens", overlap, runs)
-}
-
 // The shipped crash test's pattern, fixed after this review: openDedup,
 // stop the startup scan, then close pebble under it. With an index big
 // enough that the scan is surely running when it is stopped. (Closing
@@ -445,9 +419,7 @@ func TestReview4PebbleClosedAfterStoppingTheScan(t *testing.T) {
 	review4Child(t, func(t *testing.T) {
 		dir := t.TempDir()
 		s := mustOpen(t, dir, Options{})
-		for i := 0; i < 100_000; i += 20_000 {
-			appendN(t, s, i, i+20_000)
-		}
+		appendInRequests(t, s, 0, 100_000)
 		last := s.LastSeq()
 		s.Close()
 		for range 5 {

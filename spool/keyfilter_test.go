@@ -31,6 +31,14 @@ func TestKeyFilterNeverForgetsAKeyAndRarelyInventsOne(t *testing.T) {
 	}
 }
 
+// appendInRequests appends the records from..to-1 in requests of 20 000.
+func appendInRequests(t *testing.T, s *Spool, from, to int) {
+	t.Helper()
+	for i := from; i < to; i += 20_000 {
+		appendN(t, s, i, min(i+20_000, to))
+	}
+}
+
 // waitFiltersFilled waits until the startup scan of s's index has ended.
 func waitFiltersFilled(t *testing.T, s *Spool) {
 	t.Helper()
@@ -90,9 +98,7 @@ func TestKeysFromAnEarlierRunAreFoundBeforeAndAfterTheFiltersFill(t *testing.T) 
 func TestKeysAddedWhileTheFiltersFillAreFound(t *testing.T) {
 	dir := t.TempDir()
 	s := mustOpen(t, dir, Options{})
-	for i := 0; i < 200_000; i += 20_000 {
-		appendN(t, s, i, i+20_000)
-	}
+	appendInRequests(t, s, 0, 200_000)
 	s.Close()
 	hold := make(chan struct{})
 	s = mustOpen(t, dir, Options{holdScan: hold})
@@ -100,9 +106,7 @@ func TestKeysAddedWhileTheFiltersFillAreFound(t *testing.T) {
 	// The scan has its snapshot but reads nothing yet: these keys reach
 	// pebble (several sets) beside it, and only add can put them in the
 	// filter.
-	for i := 500_000; i < 700_000; i += 20_000 {
-		appendN(t, s, i, i+20_000)
-	}
+	appendInRequests(t, s, 500_000, 700_000)
 	if err := s.Remember(key(900_000)); err != nil {
 		t.Fatal(err)
 	}
@@ -123,9 +127,7 @@ func TestClosingOrExpiringDuringTheFilterScan(t *testing.T) {
 	c := newClock(time.Unix(0, 0).Add(1000 * window / 2))
 	dir := t.TempDir()
 	s := mustOpen(t, dir, Options{DedupWindow: window, now: c.now})
-	for i := 0; i < 100_000; i += 20_000 {
-		appendN(t, s, i, i+20_000)
-	}
+	appendInRequests(t, s, 0, 100_000)
 	s.Close()
 	// Closed at once: the scan is stopped, nothing is freed under it.
 	for range 3 {
