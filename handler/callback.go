@@ -1,7 +1,6 @@
 package handler
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -59,6 +58,7 @@ func handleCallback(logger *slog.Logger, m *metrics.Metrics, in ingester, src So
 		outcomes[o] = m.CallbackRequests.WithLabelValues(name, o)
 	}
 	ack := m.CallbackAck.WithLabelValues(name)
+	types := src.ContentTypes()
 	return func(c *gin.Context) {
 		start := time.Now()
 		reply := func(rep source.Reply) {
@@ -80,7 +80,7 @@ func handleCallback(logger *slog.Logger, m *metrics.Metrics, in ingester, src So
 			}
 			reply(rep)
 		}
-		body, err := readBody(c, maxBody, src.ContentTypes()...)
+		body, err := readBody(c, maxBody, types...)
 		if err != nil {
 			fail(err)
 			return
@@ -179,16 +179,36 @@ func readBody(c *gin.Context, maxBody int64, types ...string) ([]byte, error) {
 	default:
 		return nil, &source.Error{Status: http.StatusUnsupportedMediaType, Msg: sprintf("Content-Encoding %q is not supported; use gzip or none", enc)}
 	}
-	var buf bytes.Buffer
+	size := 512
 	if cl := c.Request.ContentLength; cl > 0 && cl <= maxBody && r == io.Reader(c.Request.Body) {
-		buf.Grow(int(cl) + 1) // one allocation for the common, plain body
+		size = int(cl) + 1 // one allocation for the common, plain body: the extra byte sees its end
 	}
-	if _, err := buf.ReadFrom(io.LimitReader(r, maxBody+1)); err != nil {
+	body, err := readAll(io.LimitReader(r, maxBody+1), size)
+	if err != nil {
 		return nil, source.BadRequest("reading the body: %v", err)
 	}
-	body := buf.Bytes()
 	if int64(len(body)) > maxBody {
 		return nil, &source.Error{Status: http.StatusRequestEntityTooLarge, Msg: sprintf("body larger than %d bytes (ingest.max_body_bytes); send fewer messages per request", maxBody)}
 	}
 	return body, nil
+}
+
+// readAll reads r to its end into a buffer of size bytes at first, growing
+// it only when r holds more (bytes.Buffer.ReadFrom grows any buffer with less
+// than 512 bytes free before each read, and io.ReadAll starts at 512).
+func readAll(r io.Reader, size int) ([]byte, error) {
+	b := make([]byte, 0, max(size, 1))
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }

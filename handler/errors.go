@@ -41,7 +41,7 @@ func statusOf(err error) (int, string) {
 // logRefusal logs a refused request, with its request id and the error's
 // whole chain: 5xx at Error, 4xx at Info.
 func logRefusal(logger *slog.Logger, c *gin.Context, status int, err error) {
-	attrs := []any{"request_id", c.GetString(requestIDKey), "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err}
+	attrs := []any{"request_id", requestID(c), "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err}
 	if status >= 500 {
 		logger.Error("request failed", attrs...)
 	} else {

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/imbridge/imbridge/ingest"
@@ -329,5 +330,36 @@ func TestHealth(t *testing.T) {
 	rec := do(h, "GET", "/metrics", "")
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "imbridge_http_requests_total") {
 		t.Errorf("/metrics: %d", rec.Code)
+	}
+}
+
+// readAll reads every byte whatever its first buffer, and passes on a
+// reader's error.
+func TestReadAll(t *testing.T) {
+	body := strings.Repeat("0123456789", 200) // 2000 bytes
+	for _, tc := range []struct {
+		name string
+		r    io.Reader
+		size int
+		want string
+		err  bool
+	}{
+		{"the declared length and one", strings.NewReader(body), len(body) + 1, body, false},
+		{"exactly the length", strings.NewReader(body), len(body), body, false},
+		{"a smaller buffer grows", strings.NewReader(body), 7, body, false},
+		{"one byte at a time", iotest.OneByteReader(strings.NewReader(body)), 3, body, false},
+		{"data with EOF", iotest.DataErrReader(strings.NewReader(body)), 100, body, false},
+		{"empty", strings.NewReader(""), 0, "", false},
+		{"a reader that fails", iotest.TimeoutReader(iotest.HalfReader(strings.NewReader(body))), 5000, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readAll(tc.r, tc.size)
+			if (err != nil) != tc.err {
+				t.Fatalf("err %v, want error %v", err, tc.err)
+			}
+			if !tc.err && string(got) != tc.want {
+				t.Errorf("read %d bytes, want %d", len(got), len(tc.want))
+			}
+		})
 	}
 }

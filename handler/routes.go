@@ -175,8 +175,13 @@ func reasons(err error) []string {
 	return []string{err.Error()}
 }
 
-// requestIDKey is where requestLog keeps the request id in the gin context.
-const requestIDKey = "imbridge.request_id"
+// requestIDHeader answers each request with its id (requestLog sets it
+// first), which is also where a handler finds the id for its log lines:
+// gin's context keys would cost a map per request.
+const requestIDHeader = "X-Request-Id"
+
+// requestID is the request's id, as requestLog answers it.
+func requestID(c *gin.Context) string { return c.Writer.Header().Get(requestIDHeader) }
 
 // validRequestID accepts a caller's X-Request-Id: 1–128 characters from a
 // safe set, so that it cannot forge log lines or grow them without bound.
@@ -195,7 +200,7 @@ func validRequestID(id string) bool {
 
 // reqLogger is logger with the request's id, for a handler's log lines.
 func reqLogger(c *gin.Context, logger *slog.Logger) *slog.Logger {
-	return logger.With("request_id", c.GetString(requestIDKey))
+	return logger.With("request_id", requestID(c))
 }
 
 // quietRoutes are polled by monitors: their request lines are at Debug.
@@ -235,12 +240,11 @@ func requestLog(logger *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
 	finish := logRequest(logger, record)
 	return func(c *gin.Context) {
 		start := time.Now()
-		id := c.GetHeader("X-Request-Id")
+		id := c.GetHeader(requestIDHeader)
 		if !validRequestID(id) {
 			id = prefix + strconv.FormatUint(seq.Add(1), 36)
 		}
-		c.Set(requestIDKey, id)
-		c.Header("X-Request-Id", id)
+		c.Header(requestIDHeader, id)
 		aborted := true
 		defer func() {
 			if !aborted {

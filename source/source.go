@@ -105,14 +105,18 @@ func sprintf(format string, args ...any) string {
 	return fmt.Sprintf(format, args...)
 }
 
+// jsonContentType is ReplyJSON's Content-Type, set without a new slice per
+// answer (as gin does); never written to (Header.Add copies a full slice).
+var jsonContentType = []string{"application/json; charset=utf-8"}
+
 // ReplyJSON answers {"accepted":n,"duplicates":d,"ignored":i,"recalls":r}
 // with the chosen status, or {"error":…} with the line (and message index)
 // of the first bad message. Bodies stay far below Easemob's 1000-character
 // limit unless an error message is that long.
 func ReplyJSON(w http.ResponseWriter, rep Reply) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(rep.Status)
-	var b []byte
+	b := make([]byte, 0, 96) // the longest success answer, in one allocation
 	if rep.Err == nil {
 		b = append(b, `{"accepted":`...)
 		b = strconv.AppendInt(b, int64(rep.Accepted), 10)

@@ -122,6 +122,17 @@ func limitMemory(getenv func(string) string, soft int64) {
 	}
 }
 
+// collectLess lets the heap grow to percent % of the live heap between
+// collections (GOGC's default is 100) unless GOGC is set. Under a soft
+// limit (limitMemory) the limit, not this, bounds the heap once the live
+// heap is large; it only spares the collector cycles while the live heap
+// is small.
+func collectLess(getenv func(string) string, percent int) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(percent)
+	}
+}
+
 // mallocArenas is how many malloc arenas the C allocator may keep (set in
 // malloc_cgo.go's constructor, unless MALLOC_ARENA_MAX or GLIBC_TUNABLES'
 // glibc.malloc.arena_max is set). The only
