@@ -306,7 +306,7 @@ func decodeExt(raw json.RawMessage) (string, error) {
 	switch jsonKind(raw) {
 	case '"':
 		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if err := unquoteJSON(raw, &s); err != nil {
 			return "", fieldErr("data.ext", "%v", cleanJSONError(err))
 		}
 		return s, nil
@@ -334,7 +334,7 @@ func DecodeAttach(t Type, raw json.RawMessage) (Attachment, error) {
 	obj := []byte(raw)
 	if jsonKind(raw) == '"' {
 		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if err := unquoteJSON(raw, &s); err != nil {
 			return nil, fieldErr("data.attach", "%v", cleanJSONError(err))
 		}
 		obj = []byte(s)
@@ -421,7 +421,7 @@ func coordinate(key string, raw json.RawMessage) (string, error) {
 	}
 	s := strings.TrimSpace(string(raw))
 	if jsonKind(raw) == '"' {
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if err := unquoteJSON(raw, &s); err != nil {
 			return "", fieldErr("data.attach."+key, "%v", cleanJSONError(err))
 		}
 		s = strings.TrimSpace(s)
@@ -444,7 +444,7 @@ func decodeCustom(raw json.RawMessage) (Attachment, error) {
 		return &CustomData{Object: obj}, nil
 	case '"':
 		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if err := unquoteJSON(raw, &s); err != nil {
 			return nil, fieldErr("data.attach", "%v", cleanJSONError(err))
 		}
 		return CustomFromString(s), nil
@@ -512,7 +512,7 @@ func (t *TInfo) decodeKeys(raw json.RawMessage, tid int64, withTid bool) error {
 			return fieldErr("data.tinfo."+k, "%s is not a string", v)
 		}
 		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
+		if err := unquoteJSON(v, &s); err != nil {
 			return fieldErr("data.tinfo."+k, "%v", cleanJSONError(err))
 		}
 		t.SetString(key, s)

@@ -1,6 +1,7 @@
 package message
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -135,6 +136,21 @@ func (s *scanner) str() (string, error) {
 		s.i++
 	}
 	return "", errEOF
+}
+
+// unquoteJSON sets *dst to the JSON string raw, as json.Unmarshal does
+// (its errors included) but without reflection for the common case: a
+// string with valid UTF-8 (json.Unmarshal turns invalid bytes into U+FFFD,
+// so those go to it).
+func unquoteJSON(raw []byte, dst *string) error {
+	s := scanner{b: raw}
+	if v, err := s.str(); err == nil && utf8.ValidString(v) {
+		if s.ws(); s.i == len(raw) {
+			*dst = v
+			return nil
+		}
+	}
+	return json.Unmarshal(raw, dst)
 }
 
 // strSlow decodes a string with escapes, as encoding/json does (a lone
