@@ -43,8 +43,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// requestLines are the "request" lines of a JSON log.
-func requestLines(t *testing.T, log string) []map[string]any {
+// logLines are the lines of a JSON log.
+func logLines(t *testing.T, log string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
@@ -55,6 +55,16 @@ func requestLines(t *testing.T, log string) []map[string]any {
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("log line %q: %v", l, err)
 		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// requestLines are the "request" lines of a JSON log.
+func requestLines(t *testing.T, log string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, m := range logLines(t, log) {
 		if m["msg"] == "request" {
 			out = append(out, m)
 		}

@@ -6,23 +6,27 @@ import (
 )
 
 // TestCollectLessLeavesASetGOGCAlone: serve's collector percent applies
-// only when the operator did not choose one.
+// only when the operator chose neither a percent nor a memory limit.
 func TestCollectLessLeavesASetGOGCAlone(t *testing.T) {
 	before := debug.SetGCPercent(100)
 	t.Cleanup(func() { debug.SetGCPercent(before) })
 	for _, tc := range []struct {
-		name string
-		gogc string
-		want int
+		name      string
+		gogc, lim string
+		want      int
 	}{
-		{"unset", "", 400},
-		{"set by the operator", "150", 100},
+		{"neither set", "", "", 400},
+		{"GOGC set by the operator", "150", "", 100},
+		{"GOMEMLIMIT set by the operator: no soft limit of serve's bounds the heap", "", "off", 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			debug.SetGCPercent(100)
 			collectLess(func(k string) string {
-				if k == "GOGC" {
+				switch k {
+				case "GOGC":
 					return tc.gogc
+				case "GOMEMLIMIT":
+					return tc.lim
 				}
 				return ""
 			}, 400)

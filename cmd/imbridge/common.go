@@ -123,12 +123,13 @@ func limitMemory(getenv func(string) string, soft int64) {
 }
 
 // collectLess lets the heap grow to percent % of the live heap between
-// collections (GOGC's default is 100) unless GOGC is set. Under a soft
-// limit (limitMemory) the limit, not this, bounds the heap once the live
-// heap is large; it only spares the collector cycles while the live heap
-// is small.
+// collections (GOGC's default is 100) unless GOGC or GOMEMLIMIT is set. It
+// goes with limitMemory's soft limit, which then bounds the heap once the
+// live heap is large: it only spares the collector cycles while the live
+// heap is small. An operator who sets GOMEMLIMIT (even "off") chose the
+// bound, so the runtime's default percent stays.
 func collectLess(getenv func(string) string, percent int) {
-	if getenv("GOGC") == "" {
+	if getenv("GOGC") == "" && getenv("GOMEMLIMIT") == "" {
 		debug.SetGCPercent(percent)
 	}
 }
