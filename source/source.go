@@ -116,9 +116,9 @@ var jsonContentType = []string{"application/json; charset=utf-8"}
 func ReplyJSON(w http.ResponseWriter, rep Reply) {
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(rep.Status)
-	b := make([]byte, 0, 96) // the longest success answer, in one allocation
+	var b []byte
 	if rep.Err == nil {
-		b = append(b, `{"accepted":`...)
+		b = append(make([]byte, 0, 96), `{"accepted":`...) // the longest answer, in one allocation
 		b = strconv.AppendInt(b, int64(rep.Accepted), 10)
 		b = append(b, `,"duplicates":`...)
 		b = strconv.AppendInt(b, int64(rep.Duplicates), 10)

@@ -115,21 +115,18 @@ func runVersion(stdout io.Writer) error {
 
 // limitMemory sets a soft limit of soft bytes for the Go runtime unless
 // GOMEMLIMIT is set. (The C allocator's arenas are capped when the program
-// is loaded: see mallocArenas.)
-func limitMemory(getenv func(string) string, soft int64) {
-	if getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(soft)
+// is loaded: see mallocArenas.) With percent > 0 it also lets the heap grow
+// to percent % of the live heap between collections (GOGC's default is
+// 100) unless GOGC is set: the soft limit, not this, bounds the heap once
+// the live heap is large; it only spares the collector cycles while the
+// live heap is small. An operator who sets GOMEMLIMIT (even "off") chose
+// the bound, so then the runtime's default percent stays too.
+func limitMemory(getenv func(string) string, soft int64, percent int) {
+	if getenv("GOMEMLIMIT") != "" {
+		return
 	}
-}
-
-// collectLess lets the heap grow to percent % of the live heap between
-// collections (GOGC's default is 100) unless GOGC or GOMEMLIMIT is set. It
-// goes with limitMemory's soft limit, which then bounds the heap once the
-// live heap is large: it only spares the collector cycles while the live
-// heap is small. An operator who sets GOMEMLIMIT (even "off") chose the
-// bound, so the runtime's default percent stays.
-func collectLess(getenv func(string) string, percent int) {
-	if getenv("GOGC") == "" && getenv("GOMEMLIMIT") == "" {
+	debug.SetMemoryLimit(soft)
+	if percent > 0 && getenv("GOGC") == "" {
 		debug.SetGCPercent(percent)
 	}
 }

@@ -50,7 +50,7 @@ func runExport(ctx context.Context, args []string, getenv func(string) string, s
 		return usageError("export: --after %s is not before the cutoff %s", bounds[1].Format(time.RFC3339), bounds[0].Format(time.RFC3339))
 	}
 	logger := newLogger(cfg.Config, stderr)
-	limitMemory(getenv, 96<<20) // soft: the run's live heap is a few MiB of batches
+	limitMemory(getenv, 96<<20, 0) // soft: the run's live heap is a few MiB of batches
 	// Beside a running serve this attaches to its managed ClickHouse; alone
 	// it starts (then stops) its own.
 	st, err := pipeline.OpenStore(ctx, cfg.Config, logger, 60*time.Second)

@@ -79,7 +79,7 @@ func runImport(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	logger := newLogger(cfg.Config, stderr)
-	limitMemory(getenv, 128<<20) // soft: batches in flight are a few MiB each
+	limitMemory(getenv, 128<<20, 0) // soft: batches in flight are a few MiB each
 	runID := time.Now().UTC().Format("20060102T150405Z") + fmt.Sprintf("-%d", os.Getpid())
 
 	// Through serve when one runs; else this process opens the spool.
